@@ -1,0 +1,161 @@
+"""The ``clever-relay`` command line (CONTRACT §2).
+
+Exit codes: 0 ok, 2 bad usage or bad config, 1 runtime failure. Errors are one line on stderr;
+``--debug`` shows the traceback instead. Heavy modules are imported inside each command so that
+``check-config`` stays instant and a broken optional part cannot break the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from relay import __version__
+from relay.config import Config, load_config, resolve_config_path
+from relay.errors import ConfigError, RelayError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad command-line usage: exit 2 with the message."""
+
+
+def _config(args: argparse.Namespace) -> Config:
+    path = resolve_config_path(args.config)
+    if path is None:
+        raise UsageError("--config PATH (or RELAY_CONFIG) is required")
+    return load_config(path)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Validate the config file and every district's token source."""
+    cfg = _config(args)
+    problems: list[str] = []
+    for district in cfg.clever.districts:
+        try:
+            district.resolve_token()
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(problems)
+    print(f"config ok: {len(cfg.clever.districts)} district(s), components {', '.join(cfg.relay.components)}")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the configured components until SIGTERM/SIGINT."""
+    from relay import logs
+    from relay.service import run_service
+
+    cfg = _config(args)
+    logs.configure(level=cfg.log.level, fmt=cfg.log.format)
+    return run_service(cfg)
+
+
+def cmd_cursor(args: argparse.Namespace) -> int:
+    """Show or set stored cursors."""
+    from relay.cursors import set_cursor, show_cursors
+
+    cfg = _config(args)
+    if args.cursor_command == "show":
+        for district, cursor in asyncio.run(show_cursors(cfg, args.district)):
+            print(f"{district}\t{cursor or '-'}")
+        return EXIT_OK
+    previous = asyncio.run(set_cursor(cfg, args.district, args.event_id))
+    print(f"{args.district}: cursor {previous or '-'} -> {args.event_id}")
+    return EXIT_OK
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """Print the JSON Schema of a message family."""
+    from relay.messages import event_schema
+
+    schemas = {"events": event_schema}
+    sys.stdout.write(msgspec.json.format(msgspec.json.encode(schemas[args.name]())).decode() + "\n")
+    return EXIT_OK
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Serve a Clever-compatible API."""
+    from relay.simulator.cli import run
+
+    return run(args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Show the whole pipeline working on this machine."""
+    from relay.demo import run
+
+    return run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(prog="clever-relay", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"clever-relay {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help_: str, *, config: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        if config:
+            p.add_argument("--config", help="TOML config file (default: $RELAY_CONFIG)")
+        p.set_defaults(func=func)
+        return p
+
+    add("run", cmd_run, "run the configured components until SIGTERM/SIGINT")
+    add("check-config", cmd_check_config, "validate a config file; exit 2 listing every problem")
+    cursor = add("cursor", cmd_cursor, "show or set the stored per-district cursors")
+    cursor_sub = cursor.add_subparsers(dest="cursor_command", required=True, metavar="ACTION")
+    show = cursor_sub.add_parser("show", help="print each district's stored cursor")
+    show.add_argument("--config", help="TOML config file (default: $RELAY_CONFIG)")
+    show.add_argument("--district", help="only this district")
+    set_ = cursor_sub.add_parser("set", help="set a district's cursor (operator recovery)")
+    set_.add_argument("--config", help="TOML config file (default: $RELAY_CONFIG)")
+    set_.add_argument("--district", required=True)
+    set_.add_argument("event_id", help="the Clever event id to resume after")
+    schema = add("schema", cmd_schema, "print the JSON Schema of a message", config=False)
+    schema.add_argument("name", choices=["events"])
+
+    from relay.simulator.cli import add_arguments as add_simulator_arguments
+
+    add_simulator_arguments(add("simulate", cmd_simulate, "serve a Clever-compatible API", config=False))
+    demo = add("demo", cmd_demo, "show the whole pipeline working on this machine", config=False)
+    demo.add_argument("--duration", type=float, help="stop after S seconds and print a summary")
+    demo.add_argument("--seed", type=int, default=1)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result: int = args.func(args)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_USAGE
+    except UsageError as exc:
+        print(f"clever-relay: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (RelayError, OSError) as exc:
+        if args.debug:
+            raise
+        from relay.logs import scrub
+
+        print(f"clever-relay: {scrub(str(exc))}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return EXIT_OK
+    return result

@@ -1,0 +1,203 @@
+"""Wire messages: Clever's events envelope and the relay's normalized event (CONTRACT §5).
+
+Clever's pages are decoded with typed decoders in two steps: the envelope keeps each event as
+``msgspec.Raw`` so one malformed event can be dead-lettered with its exact bytes while the rest
+of the page flows, and the record inside an event stays ``Raw`` all the way to the stream, so the
+relay never re-encodes a 1 KB user it only passes along.
+
+Wire Structs allow unknown fields (schema evolution: Clever may add keys); they are frozen.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+Action = Literal["created", "updated", "deleted"]
+ACTIONS: frozenset[str] = frozenset(("created", "updated", "deleted"))
+NULL = msgspec.Raw(b"null")
+ROLE_NAMES: tuple[str, ...] = ("contact", "district_admin", "staff", "student", "teacher")
+
+CURSOR_LOST = "relay.cursor_lost"
+"""Type of the control entry appended when Clever no longer knows a district's cursor."""
+
+
+class Link(msgspec.Struct, frozen=True):
+    """One entry of an envelope's ``links``."""
+
+    rel: str
+    uri: str
+
+
+class EventItem(msgspec.Struct, frozen=True):
+    """One ``data[]`` item of Clever's ``EventsResponse``: the event, kept raw."""
+
+    data: msgspec.Raw
+    uri: str | None = None
+
+
+class EventsPage(msgspec.Struct, frozen=True):
+    """Clever's ``EventsResponse`` envelope."""
+
+    data: list[EventItem]
+    links: list[Link] = []
+
+
+class EventData(msgspec.Struct, frozen=True):
+    """An event's ``data``: the record and, on updates, what changed (FACTS §2.3)."""
+
+    object: msgspec.Raw
+    previous_attributes: msgspec.Raw = NULL
+
+
+class CleverEvent(msgspec.Struct, frozen=True):
+    """One Clever v3 event as it arrives on the wire."""
+
+    id: str
+    type: str
+    data: EventData
+    created: str = ""
+    previous_attributes: msgspec.Raw = NULL
+    """Where the spec-generated clients read it; the wire puts it in ``data`` (FACTS §2.3)."""
+
+
+class RecordRef(msgspec.Struct, frozen=True):
+    """The two fields of an event's record the relay itself needs."""
+
+    id: str
+    district: str = ""
+    roles: dict[str, msgspec.Raw] = {}
+
+
+class EventMessage(msgspec.Struct, frozen=True):
+    """The normalized message: ``data`` of one ``<p>:events`` entry (CONTRACT §5).
+
+    ``object`` is the v3 record exactly as Clever sent it; ``previous_attributes`` is taken from
+    ``data.previous_attributes`` or, failing that, the event's top level; ``roles`` lists the
+    role names present on a user, sorted, and is omitted for other record types.
+    """
+
+    id: str
+    """The Clever event id (24 hex)."""
+    type: str
+    """The Clever event type, e.g. ``users.updated``."""
+    record_type: str
+    """The part of ``type`` before the dot, e.g. ``users``."""
+    action: Action
+    """The part of ``type`` after the dot."""
+    district: str
+    """The district the event was polled for."""
+    created: str
+    """Clever's timestamp of the event (ISO 8601, UTC)."""
+    object: msgspec.Raw
+    """The v3 record after the change (before it, for deletions), as Clever sent it."""
+    previous_attributes: msgspec.Raw = NULL
+    """On updates, the prior values of the changed fields as Clever sent them; else null."""
+    roles: list[str] | None = None
+    """For ``users.*``: the sorted role names present on the user."""
+
+
+class ControlMessage(msgspec.Struct, frozen=True):
+    """A relay-generated entry on the events stream, e.g. ``relay.cursor_lost``.
+
+    Consumers that see ``relay.cursor_lost`` must resync the district from the Data API: the
+    events between the lost cursor and the new position are gone.
+    """
+
+    type: str
+    district: str
+    created: str
+    reason: str
+    cursor: str
+    """The cursor Clever rejected."""
+    resumed_from: str | None = None
+    """Where polling continues (``on_cursor_lost = "latest"``), or null if the district stopped."""
+
+
+class InvalidEvent(ValueError):
+    """An event that cannot be normalized; ``reason`` is the dead-letter reason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+_event_decoder = msgspec.json.Decoder(CleverEvent)
+_ref_decoder = msgspec.json.Decoder(RecordRef)
+_page_decoder = msgspec.json.Decoder(EventsPage)
+_encoder = msgspec.json.Encoder()
+
+
+def decode_page(body: bytes) -> EventsPage:
+    """Decode one events page; raises ``msgspec.DecodeError`` on malformed bodies."""
+    return _page_decoder.decode(body)
+
+
+def normalize(raw: bytes, district: str) -> EventMessage:
+    """Turn one raw Clever event into the normalized message.
+
+    Raises:
+        InvalidEvent: the event is not a valid Clever event (the reason says why).
+    """
+    try:
+        event = _event_decoder.decode(raw)
+        record = _ref_decoder.decode(event.data.object)
+    except msgspec.DecodeError as exc:
+        raise InvalidEvent(f"invalid event: {exc}") from None
+    record_type, dot, action = event.type.partition(".")
+    if not dot or not record_type or action not in ACTIONS:
+        raise InvalidEvent(f"invalid event type {event.type!r}")
+    previous = event.data.previous_attributes
+    if bytes(previous) == b"null":
+        previous = event.previous_attributes
+    roles = None
+    if record_type == "users":
+        roles = sorted(name for name, value in record.roles.items() if bytes(value) != b"null")
+    return EventMessage(
+        id=event.id,
+        type=event.type,
+        record_type=record_type,
+        action=action,  # type: ignore[arg-type]  # checked against ACTIONS above
+        district=district,
+        created=event.created,
+        object=event.data.object,
+        previous_attributes=previous,
+        roles=roles,
+    )
+
+
+def encode(message: msgspec.Struct) -> bytes:
+    """Encode a message to JSON bytes with the shared encoder."""
+    return _encoder.encode(message)
+
+
+class _EventMessageSchema(msgspec.Struct, frozen=True):
+    """:class:`EventMessage` with its raw fields typed, for schema generation only.
+
+    msgspec cannot describe ``Raw`` fields; a test keeps this twin's fields in step.
+    """
+
+    id: str
+    type: str
+    record_type: str
+    action: Action
+    district: str
+    created: str
+    object: dict[str, Any]
+    previous_attributes: dict[str, Any] | None
+    roles: list[str] | None
+
+
+_EventMessageSchema.__doc__ = EventMessage.__doc__
+
+
+def event_schema() -> dict[str, Any]:
+    """The JSON Schema of the normalized message (``clever-relay schema events``)."""
+    schema = msgspec.json.schema(_EventMessageSchema)
+    defs = schema.get("$defs", {})
+    if "_EventMessageSchema" in defs:
+        defs["EventMessage"] = defs.pop("_EventMessageSchema")
+        defs["EventMessage"]["title"] = "EventMessage"
+        schema["$ref"] = "#/$defs/EventMessage"
+    return schema

@@ -1,0 +1,95 @@
+"""Prometheus metrics, defined once so every component and the docs agree on names.
+
+Names follow Prometheus conventions: ``clever_relay_`` prefix, base units (seconds), ``_total``
+on counters, and no label with more values than the configured districts.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+EVENTS_POLLED = Counter(
+    "clever_relay_events_polled_total", "Events received from Clever.", ["district"], registry=REGISTRY
+)
+EVENTS_PUBLISHED = Counter(
+    "clever_relay_events_published_total",
+    "Events written to the events stream.",
+    ["district"],
+    registry=REGISTRY,
+)
+EVENTS_TRANSLATED = Counter(
+    "clever_relay_events_translated_total",
+    "Legacy v2 events written, by legacy event type.",
+    ["type"],
+    registry=REGISTRY,
+)
+EVENTS_SKIPPED = Counter(
+    "clever_relay_events_skipped_total",
+    "v3 events deliberately not translated (no v2 equivalent, record type not enabled, "
+    "no v2-visible change).",
+    ["reason"],
+    registry=REGISTRY,
+)
+DEAD_LETTERED = Counter(
+    "clever_relay_dead_lettered_total",
+    "Entries written to the dead-letter stream, by stage and reason.",
+    ["stage", "reason"],
+    registry=REGISTRY,
+)
+POLL_REQUESTS = Counter(
+    "clever_relay_poll_requests_total", "HTTP requests sent to Clever.", ["district"], registry=REGISTRY
+)
+POLL_ERRORS = Counter(
+    "clever_relay_poll_errors_total",
+    "Failed requests to Clever, by kind (timeout, connect, 4xx, 5xx, malformed, rate_limited, auth).",
+    ["district", "kind"],
+    registry=REGISTRY,
+)
+RATE_LIMIT_WAIT = Counter(
+    "clever_relay_rate_limit_wait_seconds_total",
+    "Seconds spent waiting for Clever's rate-limit window to reset.",
+    ["district"],
+    registry=REGISTRY,
+)
+DISTRICT_LAG = Gauge(
+    "clever_relay_district_lag_seconds",
+    "Now minus the created time of the newest event published for the district.",
+    ["district"],
+    registry=REGISTRY,
+)
+CURSOR_AGE = Gauge(
+    "clever_relay_cursor_age_seconds",
+    "Seconds since the district's cursor last advanced or the feed was last seen caught up.",
+    ["district"],
+    registry=REGISTRY,
+)
+DISTRICT_UP = Gauge(
+    "clever_relay_district_up",
+    "1 while the district polls successfully, 0 while it fails (auth, cursor lost, errors).",
+    ["district"],
+    registry=REGISTRY,
+)
+TRANSLATOR_LAG = Gauge(
+    "clever_relay_translator_group_lag",
+    "Entries in the events stream not yet delivered to the translator group (XINFO GROUPS lag).",
+    registry=REGISTRY,
+)
+TRANSLATOR_PENDING = Gauge(
+    "clever_relay_translator_group_pending",
+    "Entries delivered to the translator group but not yet acknowledged.",
+    registry=REGISTRY,
+)
+REDIS_RECONNECTS = Counter(
+    "clever_relay_redis_reconnects_total",
+    "Times a component lost Redis and reconnected.",
+    ["component"],
+    registry=REGISTRY,
+)
+PUBLISH_SECONDS = Histogram(
+    "clever_relay_publish_seconds",
+    "Duration of one atomic publish (a page of events and its cursor).",
+    registry=REGISTRY,
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+)

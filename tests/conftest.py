@@ -1,0 +1,62 @@
+"""Shared fixtures: a private Redis per test session, clients that flush, structlog reset."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+import redis.asyncio as aioredis
+import structlog
+
+from tests.redis_server import RedisServer
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Iterator
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A private redis-server for the whole session, so tests never touch the machine's Redis."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """URL of the session's private Redis."""
+    return redis_server.url
+
+
+@pytest.fixture
+async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    """A client on a freshly flushed database, closed after the test."""
+    client = aioredis.Redis.from_url(redis_url)
+    await client.flushall()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def redis_factory() -> Iterator[Callable[..., RedisServer]]:
+    """Start extra private redis-servers (e.g. with AOF, to kill and restart); stopped after."""
+    servers: list[RedisServer] = []
+
+    def make(*, aof: bool = False, extra: list[str] | None = None) -> RedisServer:
+        server = RedisServer(aof=aof, extra=extra)
+        server.start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _reset_structlog() -> Iterator[None]:
+    """Every test starts from structlog's defaults."""
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()

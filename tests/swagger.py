@@ -1,0 +1,97 @@
+"""Turn Clever's Swagger 2.0 definitions into JSON Schema validators.
+
+Clever publishes no JSON Schema, only Swagger 2.0 YAML. Swagger's schema dialect is JSON Schema
+draft 4 plus vendor keys, so the conversion is small: ``x-nullable: true`` widens the type (and
+enum) to allow ``null``, ``format: datetime`` (Clever's spelling) is dropped as unknown, and in
+strict mode every object that lists its properties forbids others, which is how the tests prove
+that a translated v2 object carries no key the v2 spec does not define.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SPEC_DIR = Path(__file__).resolve().parents[2] / "shared" / "clever-api"
+
+
+@functools.cache
+def load_spec(name: str) -> dict[str, Any]:
+    """Load one spec file (e.g. ``v3.0-events.yml``) from ``shared/clever-api``."""
+    with (SPEC_DIR / name).open() as fh:
+        spec: dict[str, Any] = yaml.safe_load(fh)
+    return spec
+
+
+def _convert(node: Any, *, strict: bool) -> Any:
+    if isinstance(node, list):
+        return [_convert(item, strict=strict) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in {"x-validation", "discriminator", "example", "x-omitempty"}:
+            continue
+        if key == "x-nullable":
+            continue
+        out[key] = _convert(value, strict=strict)
+    if "$ref" in out:
+        return {"$ref": out["$ref"], "nullable_ref": True} if node.get("x-nullable") else {
+            "$ref": out["$ref"]
+        }
+    if node.get("x-nullable"):
+        if "type" in out:
+            out["type"] = [out["type"], "null"]
+        if "enum" in out:
+            out["enum"] = [*out["enum"], None]
+    if strict and out.get("type") in ("object", ["object", "null"]) and "properties" in out:
+        out.setdefault("additionalProperties", False)
+    return out
+
+
+def _fix_nullable_refs(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_fix_nullable_refs(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if node.get("nullable_ref"):
+        return {"anyOf": [{"$ref": node["$ref"]}, {"type": "null"}]}
+    return {key: _fix_nullable_refs(value) for key, value in node.items()}
+
+
+@functools.cache
+def _definitions(spec_name: str, strict: bool) -> dict[str, Any]:
+    spec = load_spec(spec_name)
+    converted = _fix_nullable_refs(_convert(copy.deepcopy(spec["definitions"]), strict=strict))
+    if strict:
+        # allOf branches each forbidding the other's keys would reject everything: an event type
+        # is Event + its own properties, so merge them into one closed object instead.
+        for name, schema in converted.items():
+            if "allOf" in schema:
+                merged: dict[str, Any] = {"type": "object", "properties": {}}
+                for part in schema["allOf"]:
+                    target = converted[part["$ref"].rsplit("/", 1)[1]] if "$ref" in part else part
+                    merged["properties"].update(target.get("properties", {}))
+                    merged.setdefault("required", []).extend(target.get("required", []))
+                merged["additionalProperties"] = False
+                converted[name] = merged
+    return dict(converted)
+
+
+def validator(spec_name: str, definition: str, *, strict: bool = False) -> jsonschema.Validator:
+    """Return a validator for one definition, e.g. ``validator("v2.1.yml", "Student")``."""
+    defs = _definitions(spec_name, strict)
+    schema = {"$ref": f"#/definitions/{definition}", "definitions": defs}
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
+    return cls(schema)  # type: ignore[no-any-return]
+
+
+def errors(spec_name: str, definition: str, instance: Any, *, strict: bool = False) -> list[str]:
+    """Return every validation problem as ``path: message`` lines (empty when valid)."""
+    found = validator(spec_name, definition, strict=strict).iter_errors(instance)
+    return sorted(f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in found)
