@@ -1,0 +1,210 @@
+"""The process behind ``clever-relay run``: start the components, stop them gracefully.
+
+Start order (STYLE §6): Redis client, the shared aiohttp session, the ops server, then the
+components. A component is anything with a ``name`` and ``async run(stop)`` that returns once
+``stop`` is set and its work in flight is written. Redis being down at start is not fatal:
+components retry, and ``/readyz`` says why the replica is not ready.
+
+Drain order on SIGTERM/SIGINT: readiness turns 503, the components are told to stop taking new
+work, they get ``shutdown_grace_s`` to finish what is in flight, stragglers are cancelled, then
+the session, Redis and the ops server close. The exit code is 0 for a requested stop and 1 when
+a component died on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+from typing import TYPE_CHECKING, Any, Protocol
+
+import aiohttp
+
+from relay import __version__, logs
+from relay.health import Health
+from relay.keys import Keys
+from relay.redis_client import create_redis
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+    from relay.config import Config
+
+log = logs.get_logger("service")
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+
+
+class Component(Protocol):
+    """A long-running part of the relay (poller, translator, webhooks...)."""
+
+    name: str
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until ``stop`` is set, then finish what is in flight and return."""
+
+    def status(self) -> Any:
+        """A JSON-able description for ``/status`` (never a secret)."""
+
+
+def instance_name(cfg: Config) -> str:
+    """The replica's name in logs, leases and /status."""
+    return cfg.relay.instance or socket.gethostname()
+
+
+def build_components(
+    cfg: Config,
+    *,
+    redis: aioredis.Redis,
+    session: aiohttp.ClientSession,
+    health: Health,
+    keys: Keys,
+) -> list[Component]:
+    """Instantiate the components named in ``[relay] components`` (except ``http``)."""
+    components: list[Component] = []
+    if "poller" in cfg.relay.components:
+        from relay.poller import Poller
+
+        components.append(Poller(cfg=cfg, redis=redis, session=session, health=health, keys=keys))
+    if "translator" in cfg.relay.components:
+        from relay.translate.consumer import Translator
+
+        components.append(
+            Translator(
+                cfg=cfg,
+                redis=redis,
+                session=session,
+                health=health,
+                keys=keys,
+                consumer_name=instance_name(cfg),
+            )
+        )
+    return components
+
+
+class Service:
+    """Owns the lifecycle of one relay process."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.keys = Keys(cfg.redis.prefix)
+        self.health = Health()
+        self.stop = asyncio.Event()
+        self.components: list[Component] = []
+        self.failed = False
+
+    def request_stop(self) -> None:
+        """Signal handler body: start the drain (idempotent)."""
+        if not self.stop.is_set():
+            log.info("shutdown_requested")
+            self.health.draining = True
+            self.stop.set()
+
+    async def run(self) -> int:
+        """Run until stopped; returns the process exit code."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        try:
+            await self._run()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+        return EXIT_FAILURE if self.failed else EXIT_OK
+
+    async def _run(self) -> None:
+        cfg = self.cfg
+        for district in cfg.clever.districts:
+            logs.register_secret(district.resolve_token())
+        redis = create_redis(cfg.redis)
+        timeout = aiohttp.ClientTimeout(total=cfg.clever.request_timeout_s)
+        session = aiohttp.ClientSession(
+            timeout=timeout, headers={"User-Agent": f"clever-relay/{__version__}"}
+        )
+        ops = None
+        try:
+            self.components = build_components(
+                cfg, redis=redis, session=session, health=self.health, keys=self.keys
+            )
+            if "http" in cfg.relay.components:
+                ops = await self._start_ops(redis)
+            log.info(
+                "relay_started",
+                version=__version__,
+                instance=instance_name(cfg),
+                components=list(cfg.relay.components),
+                districts=len(cfg.clever.districts),
+            )
+            await self._supervise(redis)
+        finally:
+            await session.close()
+            await redis.aclose()
+            if ops is not None:
+                await ops.stop()
+            log.info("relay_stopped", failed=self.failed)
+
+    async def _start_ops(self, redis: aioredis.Redis) -> Any:
+        from relay.ops.server import OpsServer
+
+        ops = OpsServer(cfg=self.cfg, redis=redis, health=self.health, status=self.status)
+        await ops.start()
+        return ops
+
+    def status(self) -> dict[str, Any]:
+        """What each component says about itself, for ``/status``."""
+        return {component.name: component.status() for component in self.components}
+
+    async def _supervise(self, redis: aioredis.Redis) -> None:
+        from relay.redis_checks import watch_redis
+
+        tasks = {
+            asyncio.create_task(component.run(self.stop), name=component.name)
+            for component in self.components
+        }
+        watcher = asyncio.create_task(
+            watch_redis(redis, self.health, self.cfg.redis.health_check_interval_s, self.stop),
+            name="redis-watch",
+        )
+        stopper = asyncio.create_task(self.stop.wait(), name="stop")
+        done, _ = await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        for task in done - {stopper}:
+            self._component_ended(task)
+        self.request_stop()
+        await self._drain(tasks)
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+
+    def _component_ended(self, task: asyncio.Task[None]) -> None:
+        """A component returned before stop was requested: that is a failure."""
+        self.failed = True
+        exc = task.exception()
+        if exc is not None:
+            log.error("component_crashed", name=task.get_name(), exc_info=exc)
+        else:
+            log.error("component_exited", name=task.get_name())
+
+    async def _drain(self, tasks: set[asyncio.Task[None]]) -> None:
+        grace_s = self.cfg.relay.shutdown_grace_s
+        pending = {task for task in tasks if not task.done()}
+        if pending:
+            _, pending = await asyncio.wait(pending, timeout=grace_s)
+        for task in pending:
+            log.warning("component_cancelled_after_grace", name=task.get_name(), grace_s=grace_s)
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=5.0)
+        for task in tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                self._component_ended(task)
+
+
+def run_service(cfg: Config) -> int:
+    """Run the relay in this process (uvloop when installed); returns the exit code."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return asyncio.run(Service(cfg).run())
+    return uvloop.run(Service(cfg).run())
