@@ -48,7 +48,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems)
-    print(f"config ok: {len(cfg.clever.districts)} district(s), components {', '.join(cfg.relay.components)}")
+    components = ", ".join(cfg.relay.components)
+    print(f"config ok: {len(cfg.clever.districts)} district(s), components {components}")
     return EXIT_OK
 
 
@@ -89,14 +90,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     """Serve a Clever-compatible API."""
     from relay.simulator.cli import run
 
-    return run(args)
+    code: int = run(args)
+    return code
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Show the whole pipeline working on this machine."""
     from relay.demo import run
 
-    return run(args)
+    code: int = run(args)
+    return code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,7 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, func: Callable[[argparse.Namespace], int], help_: str, *, config: bool = True) -> argparse.ArgumentParser:
+    def add(
+        name: str, func: Callable[[argparse.Namespace], int], help_: str, *, config: bool = True
+    ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_)
         if config:
             p.add_argument("--config", help="TOML config file (default: $RELAY_CONFIG)")
@@ -129,7 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     from relay.simulator.cli import add_arguments as add_simulator_arguments
 
-    add_simulator_arguments(add("simulate", cmd_simulate, "serve a Clever-compatible API", config=False))
+    add_simulator_arguments(
+        add("simulate", cmd_simulate, "serve a Clever-compatible API", config=False)
+    )
     demo = add("demo", cmd_demo, "show the whole pipeline working on this machine", config=False)
     demo.add_argument("--duration", type=float, help="stop after S seconds and print a summary")
     demo.add_argument("--seed", type=int, default=1)

@@ -40,7 +40,7 @@ RecordType = Literal[
     "courses",
     "terms",
 ]
-ALL_RECORD_TYPES: tuple[str, ...] = get_args(RecordType)
+ALL_RECORD_TYPES: tuple[RecordType, ...] = get_args(RecordType)
 
 PositiveSeconds = Annotated[float, Meta(gt=0)]
 NonEmpty = Annotated[str, Meta(min_length=1)]
@@ -51,7 +51,7 @@ class Base(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True
     """Config sections reject unknown keys and are immutable once loaded."""
 
 
-class RelaySection(Base):
+class RelaySection(Base, frozen=True):
     """``[relay]``: which components run and how the process stops."""
 
     components: list[Component] = msgspec.field(
@@ -62,7 +62,7 @@ class RelaySection(Base):
     """Name of this replica in logs and /status; empty means the host name."""
 
 
-class District(Base):
+class District(Base, frozen=True):
     """One ``[[clever.districts]]`` entry: a district and where its token comes from."""
 
     id: NonEmpty
@@ -97,12 +97,14 @@ class District(Base):
             return Path(self.token_file).read_text().strip()
         except OSError as exc:
             raise ConfigError(
-                [f"clever.districts[{self.id}].token_file: cannot read {self.token_file}: "
-                 f"{exc.strerror}"]
+                [
+                    f"clever.districts[{self.id}].token_file: cannot read {self.token_file}: "
+                    f"{exc.strerror}"
+                ]
             ) from None
 
 
-class CleverSection(Base):
+class CleverSection(Base, frozen=True):
     """``[clever]``: where Clever is and how to poll it."""
 
     base_url: str = "https://api.clever.com"
@@ -119,7 +121,7 @@ class CleverSection(Base):
     districts: list[District] = msgspec.field(default_factory=list)
 
 
-class RedisSection(Base):
+class RedisSection(Base, frozen=True):
     """``[redis]``: the Redis the streams live in."""
 
     url: str = "redis://127.0.0.1:6379/0"
@@ -131,7 +133,7 @@ class RedisSection(Base):
     """How often the maxmemory-policy and persistence checks run (CONTRACT §11)."""
 
 
-class LegacySection(Base):
+class LegacySection(Base, frozen=True):
     """``[legacy]``: the translator's output topics and consumer group."""
 
     record_types: list[RecordType] = msgspec.field(default_factory=lambda: list(ALL_RECORD_TYPES))
@@ -144,21 +146,21 @@ class LegacySection(Base):
     """The single active translator renews this lease; a standby takes over after it lapses."""
 
 
-class HttpSection(Base):
+class HttpSection(Base, frozen=True):
     """``[http]``: the ops server."""
 
     host: str = "0.0.0.0"  # noqa: S104 - a container's server must listen on all interfaces
     port: Annotated[int, Meta(ge=1, le=65535)] = 8080
 
 
-class LogSection(Base):
+class LogSection(Base, frozen=True):
     """``[log]``: level and format of the JSON log lines."""
 
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "console"] = "json"
 
 
-class Config(Base):
+class Config(Base, frozen=True):
     """The whole configuration file."""
 
     relay: RelaySection = msgspec.field(default_factory=RelaySection)
@@ -205,7 +207,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError([f"{path}: invalid TOML: {exc}"]) from None
 
 
-def apply_env_overrides(data: dict[str, Any], environ: dict[str, str] | os._Environ[str]) -> dict[str, Any]:
+def apply_env_overrides(
+    data: dict[str, Any], environ: dict[str, str] | os._Environ[str]
+) -> dict[str, Any]:
     """Return ``data`` with every ``RELAY__SECTION__KEY`` variable applied."""
     for name, raw in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX):
@@ -265,7 +269,9 @@ def _check_struct(cls: type[msgspec.Struct], data: Any, path: str, problems: lis
         problems.append(f"{where}: must be a table")
         return
     fields = {f.encode_name: f for f in msgspec.structs.fields(cls)}
-    problems.extend(f"{path + '.' if path else ''}{key}: unknown key" for key in data.keys() - fields.keys())
+    problems.extend(
+        f"{path + '.' if path else ''}{key}: unknown key" for key in data.keys() - fields.keys()
+    )
     for name, field in fields.items():
         key = f"{path}.{name}" if path else name
         if name not in data:
@@ -280,7 +286,12 @@ def _check_value(tp: Any, value: Any, key: str, problems: list[str]) -> None:
         _check_struct(tp, value, key, problems)
         return
     args = get_args(tp)
-    if get_origin(tp) is list and args and isinstance(args[0], type) and issubclass(args[0], msgspec.Struct):
+    if (
+        get_origin(tp) is list
+        and args
+        and isinstance(args[0], type)
+        and issubclass(args[0], msgspec.Struct)
+    ):
         if not isinstance(value, list):
             problems.append(f"{key}: must be an array of tables")
             return
@@ -326,7 +337,9 @@ def _check_semantics(data: dict[str, Any]) -> list[str]:
         if district.id in seen:
             problems.append(f"{key}.id: duplicate district id {district.id}")
         seen.add(district.id)
-        sources = [s for s in (district.token, district.token_env, district.token_file) if s is not None]
+        sources = [
+            s for s in (district.token, district.token_env, district.token_file) if s is not None
+        ]
         if len(sources) != 1:
             problems.append(f"{key}: exactly one of token, token_env, token_file is required")
         if district.start not in ("latest", "earliest") and not _OBJECT_ID.match(district.start):

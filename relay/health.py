@@ -46,7 +46,9 @@ class Health:
     def stuck(self) -> list[str]:
         """Names of loops past their deadline, sorted."""
         now = time.monotonic()
-        return sorted(name for name, loop in self.loops.items() if now - loop.last_tick > loop.deadline_s)
+        return sorted(
+            name for name, loop in self.loops.items() if now - loop.last_tick > loop.deadline_s
+        )
 
     def set_problem(self, source: str, reason: str | None) -> None:
         """Set (or with ``None`` clear) a readiness blocker."""

@@ -41,7 +41,10 @@ def _redact_value(value: Any) -> Any:
     if isinstance(value, str):
         return scrub(value)
     if isinstance(value, dict):
-        return {k: REDACTED if _SECRET_KEYS.search(str(k)) else _redact_value(v) for k, v in value.items()}
+        return {
+            k: REDACTED if _SECRET_KEYS.search(str(k)) else _redact_value(v)
+            for k, v in value.items()
+        }
     if isinstance(value, (list, tuple)):
         return [_redact_value(v) for v in value]
     if isinstance(value, BaseException):
@@ -59,7 +62,9 @@ def redact(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> Event
     return event_dict
 
 
-def configure(*, level: str = "info", fmt: str = "json", stream: TextIO | None = None, cache: bool = True) -> None:
+def configure(
+    *, level: str = "info", fmt: str = "json", stream: TextIO | None = None, cache: bool = True
+) -> None:
     """Configure structlog once, from ``__main__`` (tests pass ``cache=False``)."""
     out = stream or sys.stdout
     renderer: structlog.typing.Processor
@@ -76,7 +81,9 @@ def configure(*, level: str = "info", fmt: str = "json", stream: TextIO | None =
             redact,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
         logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=cache,
     )

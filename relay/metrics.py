@@ -11,7 +11,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 EVENTS_POLLED = Counter(
-    "clever_relay_events_polled_total", "Events received from Clever.", ["district"], registry=REGISTRY
+    "clever_relay_events_polled_total",
+    "Events received from Clever.",
+    ["district"],
+    registry=REGISTRY,
 )
 EVENTS_PUBLISHED = Counter(
     "clever_relay_events_published_total",
@@ -39,11 +42,15 @@ DEAD_LETTERED = Counter(
     registry=REGISTRY,
 )
 POLL_REQUESTS = Counter(
-    "clever_relay_poll_requests_total", "HTTP requests sent to Clever.", ["district"], registry=REGISTRY
+    "clever_relay_poll_requests_total",
+    "HTTP requests sent to Clever.",
+    ["district"],
+    registry=REGISTRY,
 )
 POLL_ERRORS = Counter(
     "clever_relay_poll_errors_total",
-    "Failed requests to Clever, by kind (timeout, connect, 4xx, 5xx, malformed, rate_limited, auth).",
+    "Failed requests to Clever, by kind "
+    "(timeout, connect, 4xx, 5xx, malformed, rate_limited, auth).",
     ["district", "kind"],
     registry=REGISTRY,
 )

@@ -168,9 +168,11 @@ class Service:
             name="redis-watch",
         )
         stopper = asyncio.create_task(self.stop.wait(), name="stop")
-        done, _ = await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        for task in done - {stopper}:
-            self._component_ended(task)
+        await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        for task in tasks:
+            if task.done():
+                self._component_ended(task)
+        stopper.cancel()
         self.request_stop()
         await self._drain(tasks)
         watcher.cancel()

@@ -41,12 +41,25 @@ class RedisServer:
     def start(self) -> None:
         """Start the server and wait until it answers PING."""
         args = [
-            "redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-            "--save", "", "--appendonly", "yes" if self.aof else "no", "--protected-mode", "no",
+            "redis-server",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.dir),
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.aof else "no",
+            "--protected-mode",
+            "no",
         ]
         if self.aof:
             args += ["--appendfsync", "always"]
-        self.proc = subprocess.Popen([*args, *self.extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [*args, *self.extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         self.wait_ready()
 
     def wait_ready(self, timeout_s: float = 10.0) -> None:

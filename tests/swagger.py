@@ -33,17 +33,14 @@ def _convert(node: Any, *, strict: bool) -> Any:
         return [_convert(item, strict=strict) for item in node]
     if not isinstance(node, dict):
         return node
-    out: dict[str, Any] = {}
-    for key, value in node.items():
-        if key in {"x-validation", "discriminator", "example", "x-omitempty"}:
-            continue
-        if key == "x-nullable":
-            continue
-        out[key] = _convert(value, strict=strict)
+    dropped = {"x-validation", "discriminator", "example", "x-omitempty", "x-nullable"}
+    out = {k: _convert(v, strict=strict) for k, v in node.items() if k not in dropped}
     if "$ref" in out:
-        return {"$ref": out["$ref"], "nullable_ref": True} if node.get("x-nullable") else {
-            "$ref": out["$ref"]
-        }
+        return (
+            {"$ref": out["$ref"], "nullable_ref": True}
+            if node.get("x-nullable")
+            else {"$ref": out["$ref"]}
+        )
     if node.get("x-nullable"):
         if "type" in out:
             out["type"] = [out["type"], "null"]
@@ -88,7 +85,8 @@ def validator(spec_name: str, definition: str, *, strict: bool = False) -> jsons
     defs = _definitions(spec_name, strict)
     schema = {"$ref": f"#/definitions/{definition}", "definitions": defs}
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
-    return cls(schema)  # type: ignore[no-any-return]
+    validator_: jsonschema.Validator = cls(schema)
+    return validator_
 
 
 def errors(spec_name: str, definition: str, instance: Any, *, strict: bool = False) -> list[str]:
