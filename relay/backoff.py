@@ -34,7 +34,8 @@ class Backoff:
     def ceiling(self) -> float:
         """The upper bound of the next delay (before jitter)."""
         # Cap the exponent so 2**attempt cannot overflow after days of failures.
-        return min(self.cap_s, self.base_s * 2 ** min(self.attempt, 60))
+        exponent: float = 2.0 ** min(self.attempt, 60)
+        return min(self.cap_s, self.base_s * exponent)
 
     def next_delay(self) -> float:
         """The next delay in seconds: uniform in ``[0, ceiling]``; counts one more failure."""

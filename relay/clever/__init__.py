@@ -1,0 +1,11 @@
+"""Talking to Clever's v3.0 API: the HTTP client, its rate limiter and its errors."""
+
+from relay.clever.client import (
+    CleverClient,
+    CleverNotFound,
+    PageTooLarge,
+    Stopped,
+    call_with_retries,
+)
+
+__all__ = ["CleverClient", "CleverNotFound", "PageTooLarge", "Stopped", "call_with_retries"]

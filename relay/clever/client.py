@@ -1,0 +1,242 @@
+"""An aiohttp client for the parts of Clever's v3.0 API the relay calls (FACTS §2, §3).
+
+One :class:`CleverClient` per district token: it owns that token's rate-limit window and turns
+every HTTP outcome into either a decoded result or one of the relay's errors, so callers decide
+*what to do* (retry, halve the page, stop the district) without looking at status codes:
+
+- transient (timeouts, connection resets, 5xx, 429, malformed or truncated bodies):
+  :class:`~relay.errors.CleverError` with a ``kind`` for the metric label;
+- 401/403: :class:`~relay.errors.CleverAuthError`;
+- 400/404 on ``starting_after``: :class:`~relay.errors.CursorLostError`;
+- 413: :class:`PageTooLarge`; 404 on a record: :class:`CleverNotFound`.
+
+:func:`call_with_retries` is the one retry loop for transient errors (forever, capped
+exponential backoff with full jitter, one log line and one metric per failure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, TypeVar
+
+import aiohttp
+import msgspec
+
+from relay.backoff import Backoff, sleep_or_stop
+from relay.clever.ratelimit import RateLimiter
+from relay.errors import (
+    CleverAuthError,
+    CleverError,
+    CursorLostError,
+    PermanentError,
+    RelayError,
+)
+from relay.logs import get_logger
+from relay.messages import EventsPage, decode_page
+from relay.metrics import POLL_ERRORS, POLL_REQUESTS
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Mapping
+
+T = TypeVar("T")
+log = get_logger("clever")
+
+API_PREFIX = "/v3.0"
+
+
+class PageTooLarge(PermanentError):
+    """Clever answered 413: ``limit`` is above what it serves (10000); ask for less."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"Clever refused limit={limit} (413)")
+        self.limit = limit
+
+
+class CleverNotFound(PermanentError):
+    """Clever answered 404 for a record (deleted, unshared, or never existed)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"Clever has no {path} (404)")
+        self.path = path
+
+
+class Stopped(RelayError):
+    """The stop event was set while waiting to retry; the caller should wind down."""
+
+
+class _EventId(msgspec.Struct, frozen=True):
+    """Just an event's id: what :meth:`CleverClient.latest_event_id` needs."""
+
+    id: str
+
+
+class _LatestItem(msgspec.Struct, frozen=True):
+    data: _EventId
+
+
+class _LatestPage(msgspec.Struct, frozen=True):
+    data: list[_LatestItem]
+
+
+class _UserResponse(msgspec.Struct, frozen=True):
+    data: msgspec.Raw
+
+
+_latest_decoder = msgspec.json.Decoder(_LatestPage)
+_user_decoder = msgspec.json.Decoder(_UserResponse)
+
+
+class CleverClient:
+    """Requests to Clever for one district, paced by that token's rate limit."""
+
+    def __init__(
+        self,
+        *,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        district: str,
+        token: str,
+        timeout_s: float,
+        rate_limit_reserve: int = 5,
+    ) -> None:
+        self.session = session
+        self.base_url = base_url.rstrip("/")
+        self.district = district
+        self._headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.limiter = RateLimiter(district=district, reserve=rate_limit_reserve)
+
+    def __repr__(self) -> str:
+        """Never show the token."""
+        return f"CleverClient(district={self.district!r}, base_url={self.base_url!r})"
+
+    async def events_page(
+        self, *, starting_after: str | None = None, ending_before: str | None = None, limit: int
+    ) -> EventsPage:
+        """Fetch one page of events (one request, after waiting for the rate limit).
+
+        Raises:
+            CleverError: transient failure; retry later.
+            CleverAuthError: the token was refused.
+            CursorLostError: Clever rejected ``starting_after`` (400/404).
+            PageTooLarge: ``limit`` is too large (413).
+        """
+        params = {"limit": str(limit)}
+        if starting_after is not None:
+            params["starting_after"] = starting_after
+        if ending_before is not None:
+            params["ending_before"] = ending_before
+        status, body = await self._get("/events", params)
+        if status in (400, 404) and starting_after is not None:
+            raise CursorLostError(self.district, starting_after, status)
+        if status == 413:
+            raise PageTooLarge(limit)
+        self._raise_for_status(status, "/events")
+        try:
+            return decode_page(body)
+        except msgspec.DecodeError as exc:
+            raise CleverError("malformed", f"malformed events page: {exc}", status=status) from None
+
+    async def latest_event_id(self) -> str | None:
+        """The newest event id in the district's feed (``ending_before=last&limit=1``), or None."""
+        status, body = await self._get("/events", {"ending_before": "last", "limit": "1"})
+        self._raise_for_status(status, "/events")
+        try:
+            page = _latest_decoder.decode(body)
+        except msgspec.DecodeError as exc:
+            raise CleverError("malformed", f"malformed events page: {exc}", status=status) from None
+        return page.data[-1].data.id if page.data else None
+
+    async def get_user(self, user_id: str) -> bytes:
+        """The raw JSON of one v3 user (the ``data`` of ``GET /v3.0/users/{id}``).
+
+        Raises:
+            CleverError: transient failure; retry later.
+            CleverAuthError: the token was refused.
+            CleverNotFound: Clever has no such user (or it is not shared).
+        """
+        path = f"/users/{user_id}"
+        status, body = await self._get(path, {})
+        if status == 404:
+            raise CleverNotFound(path)
+        self._raise_for_status(status, path)
+        try:
+            return bytes(_user_decoder.decode(body).data)
+        except msgspec.DecodeError as exc:
+            raise CleverError("malformed", f"malformed user: {exc}", status=status) from None
+
+    def _raise_for_status(self, status: int, path: str) -> None:
+        if status in (401, 403):
+            raise CleverAuthError(self.district, status)
+        if status >= 500:
+            raise CleverError("5xx", f"Clever answered {status} to {path}", status=status)
+        if status != 200:
+            raise CleverError("4xx", f"Clever answered {status} to {path}", status=status)
+
+    async def _get(self, path: str, params: Mapping[str, str]) -> tuple[int, bytes]:
+        """One GET after the rate limiter allows it; 429 and transport failures raise."""
+        await self.limiter.acquire()
+        POLL_REQUESTS.labels(self.district).inc()
+        url = f"{self.base_url}{API_PREFIX}{path}"
+        try:
+            async with self.session.get(
+                url, params=params, headers=self._headers, timeout=self._timeout
+            ) as resp:
+                self.limiter.update(resp.headers)
+                if resp.status == 429:
+                    wait_s = self.limiter.on_429(resp.headers)
+                    raise CleverError(
+                        "rate_limited", f"429 from Clever; waiting {wait_s:.2f}s", status=429
+                    )
+                body = await resp.read()
+                return resp.status, body
+        except TimeoutError:
+            raise CleverError(
+                "timeout", f"no answer from Clever within {self._timeout.total}s"
+            ) from None
+        except aiohttp.ClientPayloadError as exc:
+            raise CleverError("truncated", f"truncated body from Clever: {exc}") from None
+        except aiohttp.ClientError as exc:
+            raise CleverError(
+                "connect", f"cannot reach Clever: {type(exc).__name__}: {exc}"
+            ) from None
+
+
+async def call_with_retries(
+    fn: Callable[[], Awaitable[T]],
+    *,
+    district: str,
+    max_backoff_s: float,
+    stop: asyncio.Event | None = None,
+    on_error: Callable[[CleverError], None] | None = None,
+    backoff: Backoff | None = None,
+) -> T:
+    """Call ``fn`` until it stops raising :class:`CleverError`; other errors propagate.
+
+    Each failure counts in ``POLL_ERRORS`` by kind and logs one ``clever_request_failed`` line.
+    Rate-limited calls retry without extra backoff: the client's limiter already waits for the
+    window to reset.
+
+    Raises:
+        Stopped: ``stop`` was set while waiting to retry.
+    """
+    backoff = backoff or Backoff(cap_s=max_backoff_s)
+    while True:
+        try:
+            return await fn()
+        except CleverError as exc:
+            POLL_ERRORS.labels(district, exc.kind).inc()
+            delay = 0.0 if exc.kind == "rate_limited" else backoff.next_delay()
+            log.warning(
+                "clever_request_failed",
+                district=district,
+                kind=exc.kind,
+                status=exc.status,
+                error=str(exc),
+                retry_in_s=round(delay, 3),
+                attempt=backoff.attempt,
+            )
+            if on_error is not None:
+                on_error(exc)
+            if await sleep_or_stop(delay, stop):
+                raise Stopped("stop requested while retrying") from None
