@@ -1,0 +1,345 @@
+"""``clever-relay demo``: the whole pipeline on this machine, in one command (CONTRACT §8).
+
+It starts the simulator (seeded, three districts, live activity), finds a Redis (the one at
+``redis.url`` when it answers, else a private ``redis-server`` on a free port that it stops on
+exit), runs poller, translator and ops server in this process, and shows what flows: per
+district the cursor and lag, per legacy topic the created/updated/deleted counts, the latest
+translations, dead letters. Its keys live under the ``clever-demo`` prefix, which it clears at
+start, so a demo never touches a real relay's keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from collections import Counter, OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from relay import logs
+from relay.config import Config, load_config
+from relay.errors import RelayError
+from relay.keys import Keys
+from relay.service import Service
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+DEMO_PREFIX = "clever-demo"
+DEMO_DISTRICTS = 3
+DEMO_HISTORY = 2000
+"""Events per district already in the feed when the demo starts."""
+DEMO_LIVE_RATE = 20.0
+"""New simulated events per second while the demo runs."""
+RECENT = 8
+
+
+class DemoError(RelayError):
+    """The demo cannot run here (no Redis to be had, port in use...)."""
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_free(host: str, port: int) -> bool:
+    """Whether ``port`` can be bound (so the ops server can use it)."""
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+async def redis_answers(url: str) -> bool:
+    """Whether a Redis answers PING at ``url`` within a second."""
+    client = aioredis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=1.0)
+    try:
+        return bool(await client.ping())
+    except (RedisError, OSError):
+        return False
+    finally:
+        await client.aclose()
+
+
+@contextlib.asynccontextmanager
+async def private_redis() -> AsyncIterator[str]:
+    """Start a throw-away ``redis-server`` on a free port; yields its URL, stops it after."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise DemoError(
+            "no Redis answers at redis.url and redis-server is not installed: install Redis "
+            "(e.g. apt-get install redis-server) or set RELAY__REDIS__URL"
+        )
+    port = free_port()
+    workdir = tempfile.mkdtemp(prefix="clever-relay-demo-")
+    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", workdir]
+    proc = await asyncio.create_subprocess_exec(
+        *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        deadline = time.monotonic() + 10.0
+        while not await redis_answers(url):
+            if proc.returncode is not None or time.monotonic() > deadline:
+                raise DemoError(f"the private redis-server on port {port} did not start")
+            await asyncio.sleep(0.05)
+        yield url
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), timeout=5)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def demo_config(
+    *, base_url: str, districts: list[tuple[str, str]], redis_url: str | None
+) -> Config:
+    """The demo's built-in config; ``RELAY__...`` variables override it like a file."""
+    http_port = 8080 if port_free("127.0.0.1", 8080) else free_port()
+    defaults: dict[str, Any] = {
+        "relay": {"components": ["poller", "translator", "http"], "shutdown_grace_s": 5.0},
+        "clever": {
+            "base_url": base_url,
+            "poll_interval_s": 0.5,
+            "page_limit": 1000,
+            "districts": [{"id": d, "token": t, "start": "earliest"} for d, t in districts],
+        },
+        "redis": {"prefix": DEMO_PREFIX},
+        "legacy": {"block_ms": 200},
+        "http": {"host": "127.0.0.1", "port": http_port},
+        "log": {"level": "warning"},
+    }
+    if redis_url is not None:
+        defaults["redis"]["url"] = redis_url
+    return load_config(None, defaults=defaults)
+
+
+async def clear_prefix(redis: aioredis.Redis, prefix: str) -> None:
+    """Delete every key under ``prefix:`` so the demo starts from an empty relay."""
+    batch: list[bytes] = []
+    async for key in redis.scan_iter(match=f"{prefix}:*", count=1000):
+        batch.append(key)
+        if len(batch) >= 1000:
+            await redis.unlink(*batch)
+            batch.clear()
+    if batch:
+        await redis.unlink(*batch)
+
+
+class _Entry(msgspec.Struct):
+    """The few fields of a stream entry's ``data`` the view needs."""
+
+    type: str = ""
+    roles: list[str] | None = None
+
+
+_entry_decoder = msgspec.json.Decoder(_Entry)
+
+
+@dataclass
+class View:
+    """What the demo shows, fed incrementally from the streams (XREAD from the last id seen)."""
+
+    keys: Keys
+    record_types: list[str]
+    counts: dict[str, Counter[str]] = field(default_factory=dict)
+    last_ids: dict[str, bytes] = field(default_factory=dict)
+    sources: OrderedDict[str, str] = field(default_factory=OrderedDict)
+    recent: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT))
+    pending: OrderedDict[str, list[str]] = field(default_factory=OrderedDict)
+    v3_events: int = 0
+    dead_letters: int = 0
+    cursors: dict[str, str] = field(default_factory=dict)
+    lags: dict[str, str] = field(default_factory=dict)
+
+    async def refresh(self, redis: aioredis.Redis, districts: list[str]) -> None:
+        """Read what is new on every stream and the per-district state."""
+        streams = [self.keys.events] + [self.keys.legacy(rt) for rt in self.record_types]
+        last = {s: self.last_ids.get(s, b"0-0") for s in streams}
+        replies = cast(
+            "list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]",
+            await redis.xread(last, count=5000),  # type: ignore[arg-type]  # str values are fine
+        )
+        for stream, entries in replies:
+            name = stream.decode()
+            for entry_id, fields in entries:
+                self.last_ids[name] = entry_id
+                self._take(name, fields)
+        self._flush_recent()
+        self.dead_letters = int(await redis.xlen(self.keys.deadletter))
+        for district in districts:
+            cursor = cast("bytes | None", await redis.get(self.keys.cursor(district)))
+            self.cursors[district] = cursor.decode() if cursor else "-"
+            state_key = self.keys.poll_state(district)
+            newest = cast("bytes | None", await redis.hget(state_key, "newest_created"))
+            self.lags[district] = _lag(newest.decode() if newest else None)
+
+    def _take(self, stream: str, fields: dict[bytes, bytes]) -> None:
+        data = _entry_decoder.decode(fields.get(b"data", b"{}"))
+        if stream == self.keys.events:
+            self.v3_events += 1
+            roles = f" ({'+'.join(data.roles)})" if data.roles else ""
+            self.sources[fields.get(b"id", b"").decode()] = f"{data.type}{roles}"
+            while len(self.sources) > 10_000:
+                self.sources.popitem(last=False)
+            return
+        record_type = stream.rsplit(":", 1)[1]
+        legacy_type = fields.get(b"type", b"").decode()
+        self.counts.setdefault(record_type, Counter())[legacy_type.rsplit(".", 1)[-1]] += 1
+        source = fields.get(b"source", b"").decode()
+        self.pending.setdefault(source, []).append(legacy_type)
+
+    def _flush_recent(self) -> None:
+        for source, legacy in self.pending.items():
+            self.recent.append(f"{self.sources.get(source, source)} -> {', '.join(legacy)}")
+        self.pending.clear()
+
+    def summary_lines(self) -> list[str]:
+        """Plain-text summary: one line per district, topic counts, dead letters."""
+        out = [
+            f"district {d}: cursor {c} lag {self.lags.get(d, '-')}" for d, c in self.cursors.items()
+        ]
+        for record_type in self.record_types:
+            c = self.counts.get(record_type, Counter())
+            total = sum(c.values())
+            out.append(
+                f"legacy:{record_type} {total} (created {c['created']}, "
+                f"updated {c['updated']}, deleted {c['deleted']})"
+            )
+        out.append(f"v3 events {self.v3_events}, dead letters {self.dead_letters}")
+        return out
+
+
+def _lag(newest_created: str | None) -> str:
+    if not newest_created:
+        return "-"
+    from datetime import datetime
+
+    try:
+        created = datetime.fromisoformat(newest_created.replace("Z", "+00:00"))
+    except ValueError:
+        return "-"
+    return f"{max(0.0, time.time() - created.timestamp()):.1f}s"
+
+
+def render(view: View, ops_url: str) -> Any:
+    """A rich renderable of the view (imported lazily: only a tty needs rich)."""
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.table import Table
+
+    districts = Table(title="Clever districts (v3 events polled)", expand=True)
+    for col in ("district", "cursor", "lag"):
+        districts.add_column(col)
+    for district, cursor in view.cursors.items():
+        districts.add_row(district, cursor, view.lags.get(district, "-"))
+    topics = Table(title="legacy v2 topics", expand=True)
+    for col in ("stream", "created", "updated", "deleted"):
+        topics.add_column(col, justify="right" if col != "stream" else "left")
+    for record_type in view.record_types:
+        c = view.counts.get(record_type, Counter())
+        topics.add_row(
+            f"{DEMO_PREFIX}:legacy:{record_type}",
+            *(str(c[a]) for a in ("created", "updated", "deleted")),
+        )
+    recent = "\n".join(view.recent) or "(waiting for events)"
+    footer = (
+        f"v3 events: {view.v3_events}   dead letters: {view.dead_letters}   "
+        f"ops: {ops_url}/status   Ctrl-C to stop"
+    )
+    return Group(districts, topics, Panel(recent, title="latest translations"), footer)
+
+
+async def _show(
+    view: View, redis: aioredis.Redis, districts: list[str], ops_url: str, stop: asyncio.Event
+) -> None:
+    """Refresh the view until ``stop``: a live table on a tty, summary lines otherwise."""
+    tty = sys.stdout.isatty()
+    live = None
+    if tty:
+        from rich.live import Live
+
+        live = Live(render(view, ops_url), refresh_per_second=4)
+        live.start()
+    last_print = 0.0
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(RedisError):
+                await view.refresh(redis, districts)
+            if live is not None:
+                live.update(render(view, ops_url))
+            elif time.monotonic() - last_print >= 5.0:
+                last_print = time.monotonic()
+                print(
+                    " | ".join(view.summary_lines()[-len(view.record_types) - 1 :][:3]), flush=True
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=0.5)
+    finally:
+        if live is not None:
+            live.stop()
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    from relay.simulator import SimOptions, World, running_simulator
+
+    logs.configure(level=os.environ.get("RELAY__LOG__LEVEL", "warning"), fmt="console")
+    world = World.generate(args.seed, districts=DEMO_DISTRICTS, events_per_district=DEMO_HISTORY)
+    options = SimOptions(seed=args.seed, live_rate=DEMO_LIVE_RATE)
+    async with running_simulator(world, options) as sim, contextlib.AsyncExitStack() as stack:
+        pairs = [(d.id, d.token) for d in sim.world.districts]
+        probe = demo_config(base_url=sim.base_url, districts=pairs, redis_url=None)
+        redis_url = probe.redis.url
+        if not await redis_answers(redis_url):
+            redis_url = await stack.enter_async_context(private_redis())
+            print(f"no Redis at {probe.redis.url}; started a private one at {redis_url}")
+        cfg = demo_config(base_url=sim.base_url, districts=pairs, redis_url=redis_url)
+        return await _run_pipeline(cfg, [d for d, _ in pairs], args.duration)
+
+
+async def _run_pipeline(cfg: Config, districts: list[str], duration: float | None) -> int:
+    keys = Keys(cfg.redis.prefix)
+    redis = aioredis.Redis.from_url(cfg.redis.url)
+    try:
+        await clear_prefix(redis, cfg.redis.prefix)
+        service = Service(cfg)
+        ops_url = f"http://{cfg.http.host}:{cfg.http.port}"
+        where = f"{cfg.redis.url} (prefix {cfg.redis.prefix})"
+        print(f"clever-relay demo: simulator -> {where}, ops at {ops_url}", flush=True)
+        view = View(keys=keys, record_types=list(cfg.legacy.record_types))
+        runner = asyncio.create_task(service.run(), name="service")
+        if duration is not None:
+            asyncio.get_running_loop().call_later(duration, service.request_stop)
+        await _show(view, redis, districts, ops_url, service.stop)
+        code = await runner
+        await view.refresh(redis, districts)
+        print("\n".join(["final summary:", *view.summary_lines()]), flush=True)
+        return code
+    finally:
+        await redis.aclose()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``clever-relay demo``; returns the exit code."""
+    try:
+        return asyncio.run(_demo(args))
+    except KeyboardInterrupt:
+        return 0

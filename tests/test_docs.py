@@ -1,0 +1,77 @@
+"""The documentation agrees with the code it describes."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from relay.config import Config, District
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def documented_keys() -> dict[str, str]:
+    """``key -> default`` from the table in docs/configuration.md."""
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    rows = re.findall(r"^\| `([a-z_.\[\]]+)` \| ([^|]+) \|", text, flags=re.MULTILINE)
+    return {key: default.strip() for key, default in rows}
+
+
+def code_keys() -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for section in msgspec.structs.fields(Config):
+        for field in msgspec.structs.fields(section.type):
+            out[f"{section.name}.{field.name}"] = field
+    for field in msgspec.structs.fields(District):
+        out[f"clever.districts[].{field.name}"] = field
+    return out
+
+
+def default_of(field: Any) -> Any:
+    if field.default is not msgspec.NODEFAULT:
+        return field.default
+    if field.default_factory is not msgspec.NODEFAULT:
+        return field.default_factory()
+    return msgspec.NODEFAULT
+
+
+class TestConfigurationDoc:
+    def test_configuration_doc_lists_exactly_the_config_keys(self) -> None:
+        """Every config key is documented, and nothing documented is missing from the code."""
+        assert sorted(documented_keys()) == sorted(code_keys())
+
+    def test_configuration_doc_defaults_match_the_code(self) -> None:
+        """Each documented default is the code's default (TOML/JSON spelling)."""
+        docs = documented_keys()
+        for key, field in code_keys().items():
+            default = default_of(field)
+            shown = docs[key]
+            if default is msgspec.NODEFAULT:
+                assert shown == "required", key
+            elif default is None:
+                assert shown == "none", key
+            elif key == "legacy.record_types":
+                assert shown == "all ten"
+                assert len(default) == 10
+            else:
+                assert shown == f"`{msgspec.json.encode(default).decode().replace(',', ', ')}`", key
+
+    def test_example_config_mentions_every_key(self) -> None:
+        """config.example.toml shows every key (the token alternatives in comments)."""
+        text = (ROOT / "config.example.toml").read_text()
+        for key in code_keys():
+            name = key.split(".", 1)[1]
+            if key == "clever.districts":
+                assert "[[clever.districts]]" in text
+                continue
+            if key.startswith("clever.districts[]."):
+                name = key.rsplit(".", 1)[1]
+                if name in ("token", "token_file"):
+                    assert name in text, key
+                    continue
+            assert re.search(rf"^{re.escape(name.split('.')[-1])} = ", text, flags=re.MULTILINE), (
+                key
+            )
