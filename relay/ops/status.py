@@ -1,0 +1,320 @@
+"""What the relay is doing, read from Redis: the ``/status`` report and scrape-time gauges.
+
+Everything here is read fresh from Redis on each request (bounded by a short timeout), because
+``/status`` and ``/metrics`` must tell the truth about the whole deployment, not about what this
+replica last happened to write: the poller of a district may run in another pod. When Redis does
+not answer, the report still comes back, with ``redis.reachable`` false and the Redis-derived
+parts empty, and ``/metrics`` still answers with ``clever_relay_redis_up 0``.
+
+Tokens never appear here: a district is shown by id only (CONTRACT §7).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import socket
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from prometheus_client import Gauge
+from redis.exceptions import RedisError, ResponseError
+
+from relay import __version__
+from relay.keys import Keys
+from relay.metrics import DISTRICT_LAG, REGISTRY, TRANSLATOR_LAG, TRANSLATOR_PENDING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import redis.asyncio as aioredis
+
+    from relay.config import Config
+    from relay.health import Health
+
+REDIS_TIMEOUT_S = 1.0
+
+STREAM_LENGTH = Gauge(
+    "clever_relay_stream_length",
+    "Entries in a relay stream (XLEN), read at scrape time: events, deadletter, legacy:<type>.",
+    ["stream"],
+    registry=REGISTRY,
+)
+REDIS_UP = Gauge(
+    "clever_relay_redis_up",
+    "1 when Redis answered the scrape-time queries, 0 when it did not.",
+    registry=REGISTRY,
+)
+BUILD_INFO = Gauge(
+    "clever_relay_build_info",
+    "Always 1; the label carries the running version.",
+    ["version"],
+    registry=REGISTRY,
+)
+BUILD_INFO.labels(__version__).set(1)
+
+
+class DistrictStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """One district as the poller last recorded it (hash ``<p>:pollstate:<d>``) and its cursor."""
+
+    id: str
+    cursor: str | None
+    healthy: bool | None
+    """``None`` until the poller has recorded anything for this district."""
+    last_success: float | None
+    """Unix seconds of the last successful poll."""
+    last_error: str | None
+    last_error_at: float | None
+    newest_created: str | None
+    """Clever's ``created`` of the newest event published for this district."""
+    lag_s: float | None
+    """Now minus ``newest_created``, in seconds."""
+
+
+class GroupStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """The translator's consumer group on the events stream (XINFO GROUPS)."""
+
+    name: str
+    exists: bool
+    consumers: int
+    pending: int
+    """Delivered to the group but not yet acknowledged."""
+    lag: int | None
+    """Not yet delivered; the whole stream while the group does not exist; ``None`` when Redis
+    cannot compute it (Redis < 7, or entries deleted from the middle of the stream)."""
+    last_delivered_id: str | None
+
+
+class RedisStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """Whether Redis answered, and what the Redis checks found (CONTRACT §11)."""
+
+    reachable: bool
+    error: str | None
+    problems: dict[str, str]
+    warnings: dict[str, str]
+
+
+class LoopStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """A heartbeat-watched loop: seconds since it last ticked, and its deadline."""
+
+    age_s: float
+    deadline_s: float
+
+
+class StatusReport(msgspec.Struct, frozen=True, kw_only=True):
+    """The ``/status`` document (CONTRACT §7)."""
+
+    instance: str
+    version: str
+    components: list[str]
+    time: float
+    ready: bool
+    draining: bool
+    reasons: list[str]
+    stuck: list[str]
+    loops: dict[str, LoopStatus]
+    redis: RedisStatus
+    districts: list[DistrictStatus]
+    streams: dict[str, int]
+    """XLEN by full key name, e.g. ``clever:legacy:students``."""
+    translator: GroupStatus | None
+
+
+class _Snapshot(msgspec.Struct, frozen=True, kw_only=True):
+    districts: list[DistrictStatus]
+    streams: dict[str, int]
+    group: GroupStatus
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except ValueError:
+        return None
+
+
+def _lag_s(newest_created: str | None, now: float) -> float | None:
+    """Seconds between Clever's ``created`` of the newest event and now (never negative)."""
+    if not newest_created:
+        return None
+    try:
+        created = datetime.fromisoformat(newest_created).timestamp()
+    except ValueError:
+        return None
+    return round(max(0.0, now - created), 3)
+
+
+def describe_redis_error(exc: BaseException) -> str:
+    """A short, secret-free reason naming the failure class (messages may quote URLs)."""
+    return f"redis unreachable: {type(exc).__name__}"
+
+
+def readiness_reasons(health: Health, redis_error: str | None) -> list[str]:
+    """Why this replica should not receive work; empty when ready."""
+    reasons = ["draining"] if health.draining else []
+    if redis_error is not None:
+        reasons.append(redis_error)
+    reasons.extend(f"{source}: {reason}" for source, reason in sorted(health.problems.items()))
+    return reasons
+
+
+class StatusSource:
+    """Reads districts, streams and the translator group from Redis for ``/status`` and gauges.
+
+    Args:
+        cfg: the loaded config (districts, prefix, legacy record types, group name).
+        redis: the service's client; every query is bounded by ``timeout_s``.
+        health: heartbeats, draining flag, Redis problems and warnings.
+        clock: Unix time source (tests pin it).
+        timeout_s: bound on the Redis queries of one report.
+    """
+
+    def __init__(
+        self,
+        *,
+        cfg: Config,
+        redis: aioredis.Redis,
+        health: Health,
+        clock: Callable[[], float] = time.time,
+        timeout_s: float = REDIS_TIMEOUT_S,
+    ) -> None:
+        self._cfg = cfg
+        self._redis = redis
+        self._health = health
+        self._clock = clock
+        self._timeout_s = timeout_s
+        self._keys = Keys(cfg.redis.prefix)
+        self._streams = [
+            self._keys.events,
+            self._keys.deadletter,
+            *(self._keys.legacy(t) for t in cfg.legacy.record_types),
+        ]
+        self.instance = cfg.relay.instance or socket.gethostname()
+
+    async def report(self) -> StatusReport:
+        """Build the ``/status`` document and refresh the gauges from the same reading."""
+        snapshot, error = await self._read()
+        health = self._health
+        now_mono = time.monotonic()
+        reasons = readiness_reasons(health, error)
+        return StatusReport(
+            instance=self.instance,
+            version=__version__,
+            components=list(self._cfg.relay.components),
+            time=self._clock(),
+            ready=not reasons,
+            draining=health.draining,
+            reasons=reasons,
+            stuck=health.stuck(),
+            loops={
+                name: LoopStatus(
+                    age_s=round(now_mono - loop.last_tick, 3), deadline_s=loop.deadline_s
+                )
+                for name, loop in sorted(health.loops.items())
+            },
+            redis=RedisStatus(
+                reachable=error is None,
+                error=error,
+                problems=dict(sorted(health.problems.items())),
+                warnings=dict(sorted(health.warnings.items())),
+            ),
+            districts=snapshot.districts if snapshot else [],
+            streams=snapshot.streams if snapshot else {},
+            translator=snapshot.group if snapshot else None,
+        )
+
+    async def refresh_metrics(self) -> None:
+        """Update the Redis-derived gauges; never raises (a scrape must answer)."""
+        await self._read()
+
+    async def _read(self) -> tuple[_Snapshot | None, str | None]:
+        """One bounded reading of Redis, applied to the gauges; ``(None, reason)`` on failure."""
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                snapshot = await self._collect()
+        except (RedisError, OSError, TimeoutError) as exc:
+            REDIS_UP.set(0)
+            return None, describe_redis_error(exc)
+        self._update_gauges(snapshot)
+        return snapshot, None
+
+    async def _collect(self) -> _Snapshot:
+        keys = self._keys
+        districts = [d.id for d in self._cfg.clever.districts]
+        pipe = self._redis.pipeline(transaction=False)
+        # Pipeline methods queue and return the pipeline; the replies come from execute().
+        for district in districts:
+            _ = pipe.get(keys.cursor(district))
+            _ = pipe.hgetall(keys.poll_state(district))
+        for stream in self._streams:
+            _ = pipe.xlen(stream)
+        replies = await pipe.execute()
+        now = self._clock()
+        statuses = [
+            _district(district, replies[2 * i], replies[2 * i + 1], now)
+            for i, district in enumerate(districts)
+        ]
+        lengths = dict(zip(self._streams, replies[2 * len(districts) :], strict=True))
+        group = await self._group(lengths[keys.events])
+        return _Snapshot(districts=statuses, streams=lengths, group=group)
+
+    async def _group(self, events_length: int) -> GroupStatus:
+        """The translator group from XINFO GROUPS; absent stream or group means nothing read."""
+        name = self._cfg.legacy.group
+        missing = GroupStatus(
+            name=name,
+            exists=False,
+            consumers=0,
+            pending=0,
+            lag=events_length,
+            last_delivered_id=None,
+        )
+        try:
+            groups = await self._redis.xinfo_groups(self._keys.events)
+        except ResponseError:  # "no such key": the stream does not exist yet
+            return missing
+        for group in groups:
+            if _text(group["name"]) == name:
+                lag = group.get("lag")
+                return GroupStatus(
+                    name=name,
+                    exists=True,
+                    consumers=int(group["consumers"]),
+                    pending=int(group["pending"]),
+                    lag=None if lag is None else int(lag),
+                    last_delivered_id=_text(group["last-delivered-id"]),
+                )
+        return missing
+
+    def _update_gauges(self, snapshot: _Snapshot) -> None:
+        REDIS_UP.set(1)
+        prefix = f"{self._keys.prefix}:"
+        for key, length in snapshot.streams.items():
+            STREAM_LENGTH.labels(key.removeprefix(prefix)).set(length)
+        group = snapshot.group
+        TRANSLATOR_PENDING.set(group.pending)
+        TRANSLATOR_LAG.set(math.nan if group.lag is None else group.lag)
+        for district in snapshot.districts:
+            if district.lag_s is not None:
+                DISTRICT_LAG.labels(district.id).set(district.lag_s)
+
+
+def _district(district: str, cursor: Any, state: dict[Any, Any], now: float) -> DistrictStatus:
+    fields = {_text(k): _text(v) for k, v in state.items()}
+    newest = fields.get("newest_created") or None
+    return DistrictStatus(
+        id=district,
+        cursor=None if cursor is None else _text(cursor),
+        healthy={"1": True, "0": False}.get(fields.get("healthy", "")),
+        last_success=_float(fields.get("last_success")),
+        last_error=fields.get("last_error") or None,
+        last_error_at=_float(fields.get("last_error_at")),
+        newest_created=newest,
+        lag_s=_lag_s(newest, now),
+    )

@@ -1,0 +1,148 @@
+"""Checks that Redis will not silently lose the relay's data (CONTRACT §11).
+
+Two settings matter. An evicting ``maxmemory-policy`` lets Redis drop a stream or a cursor
+under memory pressure, which breaks the no-loss promise without any error: that is a readiness
+blocker (``/readyz`` 503 with the reason) and an error log. Persistence off (no AOF and no RDB
+snapshots) loses everything on a Redis restart: a warning shown in ``/status``.
+
+Settings are read with ``CONFIG GET``; managed Redis services often rename or forbid ``CONFIG``,
+so ``INFO`` is the fallback (it tells the policy and whether AOF is on, but not the RDB save
+schedule, so persistence is only judged when ``CONFIG`` answers). When neither answers, the
+check is skipped with a debug log: not knowing is not a reason to refuse work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import RedisError, ResponseError
+
+from relay.logs import get_logger
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+    from relay.health import Health
+
+EVICTION = "redis_eviction"
+"""Source name of the readiness problem raised by an evicting maxmemory-policy."""
+PERSISTENCE = "redis_persistence"
+"""Source name of the /status warning raised when Redis persists nothing."""
+WATCH_LOOP = "redis_checks"
+"""Heartbeat name :func:`watch_redis` ticks, if the service registered it with Health."""
+CHECK_TIMEOUT_S = 5.0
+
+log = get_logger("redis_checks")
+
+
+def _text(value: Any) -> str:
+    """Redis replies are bytes or str depending on ``decode_responses``."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def _config_get(redis: aioredis.Redis, name: str) -> str | None:
+    """One CONFIG GET value, or ``None`` when CONFIG is renamed or forbidden."""
+    try:
+        reply = await redis.config_get(name)
+    except ResponseError as exc:
+        log.debug("redis_config_unavailable", parameter=name, error=str(exc))
+        return None
+    for key, value in reply.items():
+        if _text(key) == name:
+            return _text(value)
+    return None
+
+
+async def _info(redis: aioredis.Redis, section: str) -> dict[str, Any] | None:
+    """One INFO section, or ``None`` when INFO is renamed or forbidden."""
+    try:
+        info: dict[str, Any] = await redis.info(section)
+    except ResponseError as exc:
+        log.debug("redis_info_unavailable", section=section, error=str(exc))
+        return None
+    return info
+
+
+async def read_policy(redis: aioredis.Redis) -> str | None:
+    """The ``maxmemory-policy`` in force, or ``None`` when Redis will not say."""
+    policy = await _config_get(redis, "maxmemory-policy")
+    if policy is not None:
+        return policy
+    info = await _info(redis, "memory")
+    if info is None or "maxmemory_policy" not in info:
+        return None
+    return _text(info["maxmemory_policy"])
+
+
+async def read_persistence(redis: aioredis.Redis) -> bool | None:
+    """Whether Redis persists anything (AOF or RDB snapshots); ``None`` when unknown."""
+    appendonly = await _config_get(redis, "appendonly")
+    save = await _config_get(redis, "save")
+    if appendonly is not None and save is not None:
+        return appendonly == "yes" or save.strip() != ""
+    info = await _info(redis, "persistence")
+    if info is not None and str(info.get("aof_enabled")) == "1":
+        return True
+    return None  # AOF off per INFO, but the RDB schedule is only visible through CONFIG
+
+
+async def check_redis(redis: aioredis.Redis, health: Health) -> None:
+    """Run both checks once and record the outcome in ``health``.
+
+    A problem or warning is logged when it appears or changes and cleared (with an info log)
+    once Redis is fixed, so an operator's ``CONFIG SET maxmemory-policy noeviction`` restores
+    readiness without a restart.
+
+    Raises:
+        RedisError: Redis did not answer (connection errors are the caller's to handle).
+    """
+    policy = await read_policy(redis)
+    if policy is None:
+        log.debug("redis_policy_check_skipped")
+    elif policy != "noeviction":
+        reason = (
+            f"maxmemory-policy is {policy}: Redis may evict streams and cursors under memory "
+            "pressure; set it to noeviction"
+        )
+        if health.problems.get(EVICTION) != reason:
+            log.error("redis_eviction_policy", policy=policy)
+        health.set_problem(EVICTION, reason)
+    elif EVICTION in health.problems:
+        log.info("redis_eviction_policy_resolved", policy=policy)
+        health.set_problem(EVICTION, None)
+
+    persistent = await read_persistence(redis)
+    if persistent is None:
+        log.debug("redis_persistence_check_skipped")
+    elif not persistent:
+        reason = (
+            "persistence is off (appendonly no, no save points): a Redis restart loses all data"
+        )
+        if health.warnings.get(PERSISTENCE) != reason:
+            log.warning("redis_persistence_off")
+        health.set_warning(PERSISTENCE, reason)
+    elif PERSISTENCE in health.warnings:
+        log.info("redis_persistence_resolved")
+        health.set_warning(PERSISTENCE, None)
+
+
+async def watch_redis(
+    redis: aioredis.Redis, health: Health, interval_s: float, stop: asyncio.Event
+) -> None:
+    """Run :func:`check_redis` every ``interval_s`` until ``stop`` is set.
+
+    A Redis that does not answer is logged and tried again next round: readiness already
+    reports an unreachable Redis, and this task must outlive a Redis restart.
+    """
+    while not stop.is_set():
+        try:
+            async with asyncio.timeout(CHECK_TIMEOUT_S):
+                await check_redis(redis, health)
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("redis_check_failed", error=type(exc).__name__)
+        health.tick(WATCH_LOOP)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(interval_s):
+                await stop.wait()
