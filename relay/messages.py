@@ -142,9 +142,12 @@ def normalize(raw: bytes, district: str) -> EventMessage:
     """
     try:
         event = _event_decoder.decode(raw)
-        record = _ref_decoder.decode(event.data.object)
     except msgspec.DecodeError as exc:
         raise InvalidEvent(f"invalid event: {exc}") from None
+    try:
+        record = _ref_decoder.decode(event.data.object)
+    except msgspec.DecodeError as exc:
+        raise InvalidEvent(f"invalid object: {exc}") from None
     record_type, dot, action = event.type.partition(".")
     if not dot or not record_type or action not in ACTIONS:
         raise InvalidEvent(f"invalid event type {event.type!r}")

@@ -1,0 +1,109 @@
+"""The command line: exit codes and one-line errors (CONTRACT §2)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from relay.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m relay`` as a user would, capturing its output."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "relay", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+
+
+class TestCheckConfig:
+    def test_check_config_example_with_token_set_exits_0(self) -> None:
+        """The shipped example config is valid once its token variable is set."""
+        result = run_cli(
+            "check-config", "--config", "config.example.toml", env={"CLEVER_TOKEN_DEMO": "x"}
+        )
+        assert (result.returncode, result.stderr) == (0, "")
+        assert result.stdout == ("config ok: 1 district(s), components poller, translator, http\n")
+
+    def test_check_config_reports_both_problems_and_exits_2(self, tmp_path: Path) -> None:
+        """page_limit = 20000 and an unknown key are both printed, one line each, exit 2."""
+        path = tmp_path / "bad.toml"
+        path.write_text(
+            '[clever]\npage_limit = 20000\n[[clever.districts]]\nid = "d"\ntoken = "t"\n'
+            "[redis]\nprefx = 'x'\n"
+        )
+        result = run_cli("check-config", "--config", str(path))
+        assert result.returncode == 2
+        assert sorted(result.stderr.splitlines()) == [
+            "clever.page_limit: must be <= 10000",
+            "redis.prefx: unknown key",
+        ]
+
+    def test_check_config_unset_token_variable_is_one_line(self) -> None:
+        """An unset token_env variable is one clear line, not a traceback."""
+        env = {k: v for k, v in os.environ.items() if k != "CLEVER_TOKEN_DEMO"}
+        result = subprocess.run(
+            [sys.executable, "-m", "relay", "check-config", "--config", "config.example.toml"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            timeout=60,
+            check=False,
+        )
+        assert (result.returncode, result.stderr) == (
+            2,
+            "clever.districts[5a0c91b95c7cc000010d417c].token_env: "
+            "variable CLEVER_TOKEN_DEMO is unset\n",
+        )
+
+    def test_check_config_uses_relay_config_variable(self) -> None:
+        """RELAY_CONFIG stands in for --config."""
+        result = run_cli(
+            "check-config", env={"RELAY_CONFIG": "config.example.toml", "CLEVER_TOKEN_DEMO": "x"}
+        )
+        assert result.returncode == 0
+
+    def test_check_config_without_any_config_is_usage_error(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """No --config and no RELAY_CONFIG: exit 2 with one line."""
+        monkeypatch.delenv("RELAY_CONFIG", raising=False)
+        assert main(["check-config"]) == 2
+        assert (
+            capsys.readouterr().err == "clever-relay: --config PATH (or RELAY_CONFIG) is required\n"
+        )
+
+
+class TestSchema:
+    def test_schema_events_prints_the_normalized_message_schema(self) -> None:
+        """`clever-relay schema events` prints a JSON Schema naming every message field."""
+        result = run_cli("schema", "events")
+        schema = json.loads(result.stdout)
+        props = schema["$defs"]["EventMessage"]["properties"]
+        assert sorted(props) == sorted(
+            [
+                "id",
+                "type",
+                "record_type",
+                "action",
+                "district",
+                "created",
+                "object",
+                "previous_attributes",
+                "roles",
+            ]
+        )

@@ -1,0 +1,82 @@
+"""The normalized message (CONTRACT §5)."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from relay.messages import EventMessage, InvalidEvent, _EventMessageSchema, encode, normalize
+
+USER = {
+    "id": "603ebb2ab452fb006c76396d",
+    "district": "5a0c91b95c7cc000010d417c",
+    "roles": {"teacher": {"legacy_id": "5a25ff9fa178276346000082"}, "staff": None, "student": {}},
+}
+
+
+def event(**overrides: object) -> bytes:
+    base: dict[str, object] = {
+        "id": "6453a1b2c3d4e5f601234567",
+        "type": "users.updated",
+        "created": "2026-11-28T17:00:00.000Z",
+        "data": {"object": USER, "previous_attributes": {"email": "old@example.net"}},
+    }
+    return msgspec.json.encode({**base, **overrides})
+
+
+class TestNormalize:
+    def test_normalize_user_event_whole_message(self) -> None:
+        """A users.updated event becomes the normalized message with sorted non-null roles."""
+        message = msgspec.json.decode(encode(normalize(event(), "5a0c91b95c7cc000010d417c")))
+        assert message == {
+            "id": "6453a1b2c3d4e5f601234567",
+            "type": "users.updated",
+            "record_type": "users",
+            "action": "updated",
+            "district": "5a0c91b95c7cc000010d417c",
+            "created": "2026-11-28T17:00:00.000Z",
+            "object": USER,
+            "previous_attributes": {"email": "old@example.net"},
+            "roles": ["student", "teacher"],
+        }
+
+    def test_normalize_accepts_top_level_previous_attributes(self) -> None:
+        """previous_attributes at the event's top level (spec-generated clients) is used too."""
+        raw = event(data={"object": USER}, previous_attributes={"name": {"first": "A"}})
+        message = normalize(raw, "d")
+        assert msgspec.json.decode(message.previous_attributes) == {"name": {"first": "A"}}
+
+    def test_normalize_non_user_has_null_roles_and_previous(self) -> None:
+        """A schools.deleted event has no roles and null previous_attributes."""
+        raw = event(type="schools.deleted", data={"object": {"id": "s1"}})
+        message = msgspec.json.decode(encode(normalize(raw, "d")))
+        assert (message["roles"], message["previous_attributes"], message["action"]) == (
+            None,
+            None,
+            "deleted",
+        )
+
+    @pytest.mark.parametrize(
+        ("raw", "reason"),
+        [
+            (b"{}", "invalid event: Object missing required field `id`"),
+            (b"[1,", "invalid event: Expected `object`, got `array`"),
+            (b'{"id": "x"', "invalid event: Input data was truncated"),
+            (event(type="users.archived"), "invalid event type 'users.archived'"),
+            (event(type="users"), "invalid event type 'users'"),
+            (
+                event(data={"object": {"name": "no id"}}),
+                "invalid object: Object missing required field `id`",
+            ),
+        ],
+    )
+    def test_normalize_rejects_invalid_events_with_reason(self, raw: bytes, reason: str) -> None:
+        """Events that are not valid Clever events raise InvalidEvent with a dead-letter reason."""
+        with pytest.raises(InvalidEvent) as info:
+            normalize(raw, "d")
+        assert info.value.reason == reason
+
+    def test_schema_twin_matches_message_fields(self) -> None:
+        """The schema-generation twin has exactly the message's fields, in order."""
+        names = [f.name for f in msgspec.structs.fields(EventMessage)]
+        assert names == [f.name for f in msgspec.structs.fields(_EventMessageSchema)]
