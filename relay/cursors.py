@@ -1,0 +1,73 @@
+"""Operator access to the stored cursors (``clever-relay cursor show|set``, CONTRACT §2).
+
+Setting a cursor is the recovery step after a lost cursor: resync the district from the Data
+API, then set its cursor to the event id the resync started from. A running poller notices
+on its next publish (its compare-and-set is refused) and continues from the new cursor.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from relay.errors import ConfigError
+from relay.keys import Keys
+from relay.publish import is_event_id
+from relay.redis_client import create_redis
+
+if TYPE_CHECKING:
+    from relay.config import Config
+
+
+def _check_district(cfg: Config, district: str) -> None:
+    known = [d.id for d in cfg.clever.districts]
+    if district not in known:
+        listed = ", ".join(known) or "none"
+        raise ConfigError([f"--district: {district} is not configured (configured: {listed})"])
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def show_cursors(cfg: Config, district: str | None) -> list[tuple[str, str | None]]:
+    """Each configured district (or just ``district``) with its stored cursor, None if unset.
+
+    Raises:
+        ConfigError: ``district`` is not configured.
+    """
+    if district is not None:
+        _check_district(cfg, district)
+    ids = [district] if district is not None else [d.id for d in cfg.clever.districts]
+    keys = Keys(cfg.redis.prefix)
+    redis = create_redis(cfg.redis)
+    try:
+        values = await redis.mget([keys.cursor(i) for i in ids]) if ids else []
+    finally:
+        await redis.aclose()
+    return [(i, _text(v)) for i, v in zip(ids, values, strict=True)]
+
+
+async def set_cursor(cfg: Config, district: str, event_id: str) -> str | None:
+    """Store ``event_id`` as the cursor of ``district``; returns the previous cursor.
+
+    The lost-cursor marker in the district's poll state is cleared too, so a later loss of the
+    new cursor is reported again.
+
+    Raises:
+        ConfigError: the district is not configured or ``event_id`` is not a 24-hex event id.
+    """
+    _check_district(cfg, district)
+    if not is_event_id(event_id):
+        raise ConfigError([f"EVENT_ID: {event_id!r} is not a Clever event id (24 lowercase hex)"])
+    keys = Keys(cfg.redis.prefix)
+    redis = create_redis(cfg.redis)
+    try:
+        async with redis.pipeline(transaction=True) as pipe:
+            _ = pipe.set(keys.cursor(district), event_id, get=True)
+            _ = pipe.hdel(keys.poll_state(district), "lost_cursor")
+            previous, _ = await pipe.execute()
+    finally:
+        await redis.aclose()
+    return _text(previous)
