@@ -45,6 +45,7 @@ ALL_RECORD_TYPES: tuple[RecordType, ...] = get_args(RecordType)
 PositiveSeconds = Annotated[float, Meta(gt=0)]
 NonEmpty = Annotated[str, Meta(min_length=1)]
 _OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
+_WHSEC = re.compile(r"^whsec_[A-Za-z0-9+/]+={0,2}$")
 
 
 class Base(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -160,6 +161,62 @@ class LogSection(Base, frozen=True):
     format: Literal["json", "console"] = "json"
 
 
+class WebhookEndpoint(Base, frozen=True):
+    """One ``[[webhooks.endpoints]]`` entry (CONTRACT §10)."""
+
+    name: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]+$")]
+    url: NonEmpty
+    topics: Annotated[list[NonEmpty], Meta(min_length=1)]
+    """Legacy (``students.*``) or v3 (``users.*``) event types; ``*`` is a wildcard."""
+    districts: list[str] = msgspec.field(default_factory=list)
+    """Districts whose events are delivered; empty means all."""
+    secret: str | None = None
+    secret_env: str | None = None
+    secret_file: str | None = None
+    timeout_s: PositiveSeconds = 10.0
+    retry_schedule_s: Annotated[list[Annotated[float, Meta(ge=0)]], Meta(min_length=1)] = (
+        msgspec.field(default_factory=lambda: [5, 300, 1800, 7200, 18000, 36000, 36000])
+    )
+    max_in_flight: Annotated[int, Meta(ge=1, le=1000)] = 16
+    """Requests in flight to this endpoint at once (across districts)."""
+
+    def __repr__(self) -> str:
+        """Never show the secret."""
+        return f"WebhookEndpoint(name={self.name!r}, url={self.url!r})"
+
+    def resolve_secrets(self) -> list[str]:
+        """The endpoint's signing secrets (several, space-separated, during rotation).
+
+        Raises:
+            ConfigError: the source is unset or unreadable, or a secret is not ``whsec_<base64>``.
+        """
+        key = f"webhooks.endpoints[{self.name}]"
+        if self.secret is not None:
+            raw = self.secret
+        elif self.secret_env is not None:
+            raw = os.environ.get(self.secret_env, "")
+            if not raw:
+                raise ConfigError([f"{key}.secret_env: variable {self.secret_env} is unset"])
+        else:
+            assert self.secret_file is not None
+            try:
+                raw = Path(self.secret_file).read_text()
+            except OSError as exc:
+                raise ConfigError(
+                    [f"{key}.secret_file: cannot read {self.secret_file}: {exc.strerror}"]
+                ) from None
+        secrets = raw.split()
+        if not secrets or not all(_WHSEC.match(secret) for secret in secrets):
+            raise ConfigError([f"{key}: secrets must be whsec_<base64>, space-separated"])
+        return secrets
+
+
+class WebhooksSection(Base, frozen=True):
+    """``[webhooks]``: push delivery of legacy and v3 events to HTTP endpoints."""
+
+    endpoints: list[WebhookEndpoint] = msgspec.field(default_factory=list)
+
+
 class Config(Base, frozen=True):
     """The whole configuration file."""
 
@@ -169,6 +226,7 @@ class Config(Base, frozen=True):
     legacy: LegacySection = msgspec.field(default_factory=LegacySection)
     http: HttpSection = msgspec.field(default_factory=HttpSection)
     log: LogSection = msgspec.field(default_factory=LogSection)
+    webhooks: WebhooksSection = msgspec.field(default_factory=WebhooksSection)
 
 
 def load_config(
@@ -344,6 +402,26 @@ def _check_semantics(data: dict[str, Any]) -> list[str]:
             problems.append(f"{key}: exactly one of token, token_env, token_file is required")
         if district.start not in ("latest", "earliest") and not _OBJECT_ID.match(district.start):
             problems.append(f"{key}.start: must be latest, earliest or a 24-hex Clever event id")
+    problems.extend(_check_webhooks(cfg))
+    return problems
+
+
+def _check_webhooks(cfg: Config) -> list[str]:
+    problems: list[str] = []
+    names: set[str] = set()
+    for i, endpoint in enumerate(cfg.webhooks.endpoints):
+        key = f"webhooks.endpoints[{i}]"
+        if endpoint.name in names:
+            problems.append(f"{key}.name: duplicate endpoint name {endpoint.name}")
+        names.add(endpoint.name)
+        url = urlsplit(endpoint.url)
+        if url.scheme not in ("http", "https") or not url.netloc:
+            problems.append(f"{key}.url: must be an http:// or https:// URL")
+        sources = [endpoint.secret, endpoint.secret_env, endpoint.secret_file]
+        if sum(source is not None for source in sources) != 1:
+            problems.append(f"{key}: exactly one of secret, secret_env, secret_file is required")
+    if "webhooks" in cfg.relay.components and not cfg.webhooks.endpoints:
+        problems.append("webhooks.endpoints: at least one endpoint is required to run webhooks")
     return problems
 
 
