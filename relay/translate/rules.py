@@ -58,6 +58,8 @@ SKIP_NO_VISIBLE_CHANGE = "no_visible_change"
 SKIP_RECORD_TYPE_DISABLED = "record_type_disabled"
 
 EMPTY = msgspec.Raw(b"{}")
+TIMESTAMP_FIELDS: frozenset[str] = frozenset({"created", "last_modified"})
+"""v2 fields whose change alone is not a visible change (see :func:`_changed`)."""
 
 
 class LegacyOut(msgspec.Struct, frozen=True):
@@ -283,13 +285,19 @@ def _role_events(
 
 
 def _changed(before: msgspec.Struct, after: msgspec.Struct) -> msgspec.Raw | None:
-    """The previous values of the top-level fields that differ (null for newly present ones)."""
+    """The previous values of the top-level fields that differ (null for newly present ones).
+
+    None when nothing differs but timestamps: Clever bumps ``last_modified`` on every change of
+    the v3 user, including changes v2 cannot see (another role, a v3-only field).
+    """
     diff: dict[str, Any] = {}
     for name in after.__struct_fields__:
         old = getattr(before, name)
         if old != getattr(after, name):
             diff[name] = None if old is UNSET else old
-    return msgspec.Raw(_encoder.encode(diff)) if diff else None
+    if diff.keys() <= TIMESTAMP_FIELDS:
+        return None
+    return msgspec.Raw(_encoder.encode(diff))
 
 
 def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
