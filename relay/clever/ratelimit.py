@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 MIN_WAIT_S = 0.05
 """Wait at least this long when the window is exhausted but its reset already passed on our
 clock (clocks differ): a tight loop of 429s helps nobody."""
+RESET_MARGIN_S = 0.02
+"""Sleep this much past ``X-RateLimit-Reset``: timers may fire a hair early, and a request that
+lands in the old window would be a 429."""
 DEFAULT_429_WAIT_S = 1.0
 """Wait after a 429 that says neither Retry-After nor X-RateLimit-Reset."""
 
@@ -63,7 +66,7 @@ class RateLimiter:
         if retry_after is not None:
             until = now + retry_after
         elif reset is not None:
-            until = reset
+            until = reset + RESET_MARGIN_S
         else:
             until = now + DEFAULT_429_WAIT_S
         until = max(until, now + MIN_WAIT_S)
@@ -77,7 +80,7 @@ class RateLimiter:
         wait = self.blocked_until - now
         if self.remaining is not None and self.remaining <= self.reserve:
             reset = self.reset_at if self.reset_at is not None else now + DEFAULT_429_WAIT_S
-            wait = max(wait, reset - now, MIN_WAIT_S)
+            wait = max(wait, reset - now + RESET_MARGIN_S, MIN_WAIT_S)
         return max(wait, 0.0)
 
     async def acquire(self) -> None:
