@@ -1,0 +1,295 @@
+"""One batch of events-stream entries turned into one :class:`~relay.translate.store.BatchWrite`.
+
+Entries are translated strictly in stream order. The batch reads what it needs first (user
+snapshots and teacher ids: one HMGET per district; missing teachers from the Data API,
+concurrently), then translates in memory, carrying snapshot and teacher-id updates from one
+entry to the next, so a batch costs a fixed number of round trips however large it is.
+
+An entry that cannot be translated *now* (a teacher look-up failed, an unexpected error)
+ends the batch: it and every later entry stay pending and are retried, because translating a
+later entry first could reorder its district. An entry that can *never* be translated goes to
+the dead-letter stream in the same write.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from relay.logs import get_logger
+from relay.messages import CURSOR_LOST, EventMessage
+from relay.translate.ids import legacy_id, parse_stream_id
+from relay.translate.rules import (
+    TeacherLookupNeeded,
+    Translation,
+    UntranslatableError,
+    encode_legacy_event,
+    section_teacher_user_ids,
+    translate,
+)
+from relay.translate.store import BatchWrite
+
+if TYPE_CHECKING:
+    from relay.keys import Keys
+    from relay.translate.group import Entry
+    from relay.translate.lookup import TeacherLookup
+    from relay.translate.store import Store
+
+log = get_logger("translator")
+
+SKIP_CONTROL = "control_entry"
+"""Skip reason of relay control entries (``relay.cursor_lost``) on the events stream."""
+
+
+class _Ref(msgspec.Struct, frozen=True):
+    id: str
+
+
+_message_decoder = msgspec.json.Decoder(EventMessage)
+_ref_decoder = msgspec.json.Decoder(_Ref)
+
+
+@dataclass(frozen=True, slots=True)
+class _Dead:
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Wait:
+    reason: str
+
+
+class _Done:
+    """Marks an entry at or below the stored position: written before, only acknowledged."""
+
+
+class _Control:
+    """Marks a relay control entry (``relay.cursor_lost``): skipped, acknowledged."""
+
+
+DONE = _Done()
+CONTROL = _Control()
+_Decoded = EventMessage | _Dead | _Done | _Control
+
+
+@dataclass
+class Outcome:
+    """What a batch wrote (once committed) and whether it stopped at an entry that must wait."""
+
+    write: BatchWrite
+    waiting: str | None = None
+    """Why the first unwritten entry waits; None when every entry is in ``write``."""
+    waiting_entry: str | None = None
+    translated: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+    dead: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
+class _State:
+    """What the batch knows, updated entry by entry as translations come back."""
+
+    users: dict[tuple[str, str], bytes | None]
+    teachers: dict[str, dict[str, str]]
+    missing: dict[tuple[str, str], str] = field(default_factory=dict)
+    failed: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
+_Result = tuple[EventMessage, Translation] | _Dead | _Done | _Control
+
+
+def _after(stream_id: str, position: tuple[int, int] | None) -> bool:
+    return position is None or parse_stream_id(stream_id) > position
+
+
+def _user_id(msg: EventMessage) -> str | None:
+    if msg.record_type != "users":
+        return None
+    try:
+        return _ref_decoder.decode(msg.object).id
+    except msgspec.DecodeError:
+        return None
+
+
+def _decode(entry: Entry) -> EventMessage | _Dead | _Control:
+    """The entry's message, a dead letter if it is unreadable, or :data:`CONTROL`."""
+    if entry.fields is None:
+        return _Dead("entry_trimmed", "the entry was trimmed from the stream while pending")
+    if entry.fields.get(b"type", b"").decode(errors="replace") == CURSOR_LOST:
+        return CONTROL
+    try:
+        return _message_decoder.decode(entry.fields.get(b"data", b""))
+    except msgspec.DecodeError as exc:
+        return _Dead("invalid_message", str(exc))
+
+
+class BatchTranslator:
+    """Builds the atomic write of one batch."""
+
+    def __init__(
+        self,
+        *,
+        keys: Keys,
+        store: Store,
+        lookup: TeacherLookup,
+        record_types: frozenset[str],
+        max_deliveries: int,
+    ) -> None:
+        self.keys = keys
+        self.store = store
+        self.lookup = lookup
+        self.record_types = record_types
+        self.max_deliveries = max_deliveries
+
+    async def build(
+        self, entries: list[Entry], *, deliveries: dict[str, int], position: str | None
+    ) -> Outcome:
+        """Translate ``entries`` (in order) after ``position`` into one write.
+
+        Entries at or below ``position`` were written before: they are only acknowledged.
+        """
+        outcome = Outcome(BatchWrite(self.keys))
+        after = parse_stream_id(position) if position is not None else None
+        todo: list[tuple[Entry, _Decoded]] = []
+        for entry in entries:
+            if not _after(entry.stream_id, after):
+                todo.append((entry, DONE))
+                continue
+            times = deliveries.get(entry.stream_id, 0)
+            decoded: _Decoded = _decode(entry)
+            if times > self.max_deliveries and not isinstance(decoded, _Dead):
+                decoded = _Dead("max_deliveries", f"delivered {times} times without success")
+            todo.append((entry, decoded))
+        state = await self._prefetch([m for _, m in todo if isinstance(m, EventMessage)])
+        for entry, decoded in todo:
+            result = await self._one(decoded, state)
+            if isinstance(result, _Wait):
+                outcome.waiting, outcome.waiting_entry = result.reason, entry.stream_id
+                break
+            self._record(outcome, entry, result)
+        return outcome
+
+    async def _prefetch(self, messages: list[EventMessage]) -> _State:
+        users: dict[str, list[str]] = {}
+        refs: dict[str, list[str]] = {}
+        for msg in messages:
+            user_id = _user_id(msg)
+            if user_id is not None:
+                users.setdefault(msg.district, []).append(user_id)
+            refs.setdefault(msg.district, []).extend(section_teacher_user_ids(msg))
+        state = _State(users=await self.store.users(users), teachers={})
+        known = await self.store.teachers({d: sorted(set(ids)) for d, ids in refs.items()})
+        for (district, uid), legacy in known.items():
+            state.teachers.setdefault(district, {})[uid] = legacy
+        for district, ids in refs.items():
+            seen_here = set(users.get(district, ()))
+            unknown = {
+                uid for uid in ids if uid not in state.teachers.get(district, {})
+            } - seen_here
+            await self._look_up(district, unknown, state)
+        return state
+
+    async def _look_up(self, district: str, user_ids: set[str], state: _State) -> None:
+        if not user_ids:
+            return
+        result = await self.lookup.fetch(district, user_ids)
+        state.teachers.setdefault(district, {}).update(result.found)
+        state.missing.update(((district, uid), why) for uid, why in result.missing.items())
+        state.failed.update(((district, uid), why) for uid, why in result.failed.items())
+        await self.store.cache_teachers(district, result.found)
+
+    async def _one(self, decoded: _Decoded, state: _State) -> _Result | _Wait:
+        if not isinstance(decoded, EventMessage):
+            return decoded
+        msg = decoded
+        user_id = _user_id(msg)
+        teachers = state.teachers.setdefault(msg.district, {})
+        for attempt in range(2):
+            try:
+                tr = translate(
+                    msg,
+                    previous_user=state.users.get((msg.district, user_id)) if user_id else None,
+                    teacher_legacy_ids=teachers,
+                    record_types=self.record_types,
+                )
+            except UntranslatableError as exc:
+                return _Dead(exc.reason, str(exc))
+            except TeacherLookupNeeded as exc:
+                verdict = self._unresolvable(msg.district, exc.user_ids, state)
+                if verdict is not None:
+                    return verdict
+                if attempt == 0:
+                    await self._look_up(msg.district, set(exc.user_ids), state)
+                continue
+            except Exception as exc:
+                log.exception("translation_crashed", event_id=msg.id, type=msg.type)
+                return _Wait(f"internal error: {type(exc).__name__}: {exc}")
+            _remember(state, msg, user_id, tr)
+            return (msg, tr)
+        return _Wait("teacher ids still unknown after a look-up")
+
+    @staticmethod
+    def _unresolvable(district: str, user_ids: list[str], state: _State) -> _Dead | _Wait | None:
+        """A dead letter if a teacher can never be mapped, a wait if its look-up failed."""
+        keys = [(district, uid) for uid in user_ids]
+        if gone := [state.missing[k] for k in keys if k in state.missing]:
+            return _Dead("teacher_not_found", "; ".join(gone))
+        if failed := [state.failed[k] for k in keys if k in state.failed]:
+            return _Wait("; ".join(failed))
+        return None
+
+    def _record(self, outcome: Outcome, entry: Entry, result: _Result) -> None:
+        write = outcome.write
+        write.begin(entry.stream_id)
+        fields = entry.fields or {}
+        if isinstance(result, _Dead):
+            write.dead_letter(
+                reason=result.reason,
+                detail=result.detail,
+                district=fields.get(b"district", b"").decode(errors="replace"),
+                source=fields.get(b"id", b"").decode(errors="replace"),
+                data=fields.get(b"data", b""),
+            )
+            outcome.dead[result.reason] += 1
+        elif isinstance(result, _Control):
+            outcome.skipped[SKIP_CONTROL] += 1
+        elif isinstance(result, tuple):
+            self._translated(outcome, entry.stream_id, *result)
+
+    def _translated(
+        self, outcome: Outcome, stream_id: str, msg: EventMessage, tr: Translation
+    ) -> None:
+        write = outcome.write
+        for index, out in enumerate(tr.events):
+            lid = legacy_id(stream_id, index)
+            write.legacy(
+                out.record_type,
+                legacy_id=lid,
+                type_=out.type,
+                district=msg.district,
+                source=msg.id,
+                data=encode_legacy_event(out, lid, msg.created),
+            )
+            outcome.translated[out.type] += 1
+        if tr.skipped is not None:
+            outcome.skipped[tr.skipped] += 1
+        user_id = _user_id(msg)
+        if user_id is not None and tr.delete_snapshot:
+            write.drop_user(msg.district, user_id)
+        elif user_id is not None and tr.user_snapshot is not None:
+            write.put_user(msg.district, user_id, bytes(tr.user_snapshot))
+        for uid, legacy in tr.teacher_ids.items():
+            write.put_teacher(msg.district, uid, legacy)
+
+
+def _remember(state: _State, msg: EventMessage, user_id: str | None, tr: Translation) -> None:
+    """Carry a translation's snapshot and teacher-id updates to the rest of the batch."""
+    if user_id is not None and tr.delete_snapshot:
+        state.users[(msg.district, user_id)] = None
+    elif user_id is not None and tr.user_snapshot is not None:
+        state.users[(msg.district, user_id)] = bytes(tr.user_snapshot)
+    state.teachers.setdefault(msg.district, {}).update(tr.teacher_ids)

@@ -1,0 +1,310 @@
+"""The translator: reads ``<p>:events`` with a consumer group, writes the legacy streams.
+
+One process at a time is *active*: it holds the lease (:mod:`relay.translate.lease`) and reads
+the group; the others are *standby* and take over when the lease lapses. That keeps every
+district's events in order without per-district coordination (docs/architecture-translator.md
+explains the choice and how to scale past one active translator).
+
+The active loop, per iteration:
+
+1. On activation: create the group if missing (at the stored position), claim every entry
+   pending with other consumers (a crashed ex-holder's), and read this consumer's pending
+   entries before any new one.
+2. Read a batch (``XREADGROUP`` inside a fenced script), translate it
+   (:class:`~relay.translate.batch.BatchTranslator`), write it in one atomic script
+   (:class:`~relay.translate.store.Store`), which also acknowledges the entries.
+3. When idle, block on ``XREAD`` for at most ``block_ms``; periodically sweep entries idle for
+   ``claim_idle_ms`` from any other consumer.
+
+NOGROUP (Redis lost the group) re-creates the group at the stored position; the position check
+in the write script keeps anything re-delivered from being written twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from typing import TYPE_CHECKING
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from relay.backoff import Backoff, sleep_or_stop
+from relay.logs import get_logger
+from relay.metrics import (
+    DEAD_LETTERED,
+    EVENTS_SKIPPED,
+    EVENTS_TRANSLATED,
+    REDIS_RECONNECTS,
+    TRANSLATOR_LAG,
+    TRANSLATOR_PENDING,
+)
+from relay.translate.batch import BatchTranslator, Outcome
+from relay.translate.group import NEW, PENDING, Entry, Fenced, GroupReader, is_nogroup
+from relay.translate.ids import parse_stream_id
+from relay.translate.lease import Lease
+from relay.translate.lookup import TeacherLookup
+from relay.translate.store import FENCED, Store
+
+if TYPE_CHECKING:
+    import aiohttp
+    import redis.asyncio as aioredis
+
+    from relay.config import Config
+    from relay.health import Health
+    from relay.keys import Keys
+
+log = get_logger("translator")
+
+REDIS_BACKOFF_CAP_S = 5.0
+RETRY_BASE_S = 1.0
+RETRY_CAP_S = 60.0
+GAUGE_INTERVAL_S = 5.0
+
+
+class Translator:
+    """The ``translator`` component (see the module docstring)."""
+
+    name = "translator"
+
+    def __init__(
+        self,
+        *,
+        cfg: Config,
+        redis: aioredis.Redis,
+        session: aiohttp.ClientSession,
+        health: Health,
+        keys: Keys,
+        consumer_name: str | None = None,
+        retry_base_s: float = RETRY_BASE_S,
+        lookup: TeacherLookup | None = None,
+    ) -> None:
+        legacy = cfg.legacy
+        self.cfg = cfg
+        self.health = health
+        self.consumer = consumer_name or f"{socket.gethostname()}-{os.getpid()}"
+        self.lease = Lease(
+            redis, key=keys.translator_lease, owner=self.consumer, ttl_s=legacy.lease_ttl_s
+        )
+        self.reader = GroupReader(
+            redis,
+            stream=keys.events,
+            lease_key=keys.translator_lease,
+            group=legacy.group,
+            consumer=self.consumer,
+        )
+        self.store = Store(
+            redis,
+            keys,
+            group=legacy.group,
+            legacy_maxlen=cfg.redis.legacy_maxlen,
+            deadletter_maxlen=cfg.redis.deadletter_maxlen,
+        )
+        self.batches = BatchTranslator(
+            keys=keys,
+            store=self.store,
+            lookup=lookup or TeacherLookup(cfg=cfg, session=session),
+            record_types=frozenset(legacy.record_types),
+            max_deliveries=legacy.max_deliveries,
+        )
+        self.role = "standby"
+        self.position: str | None = None
+        self.last_seen = "0-0"
+        self._pending_count: int | None = None
+        """None: read new entries; else re-read own pending entries, this many at a time."""
+        self._retry = Backoff(cap_s=RETRY_CAP_S, base_s=retry_base_s, rng=lambda: 1.0)
+        self._next_sweep = 0.0
+        self._next_gauges = 0.0
+        self._block_ms = max(1, min(legacy.block_ms, int(legacy.lease_ttl_s * 1000 / 3)))
+        deadline_s = max(
+            60.0,
+            3 * legacy.block_ms / 1000,
+            2 * legacy.lease_ttl_s,
+            2 * cfg.clever.request_timeout_s,
+        )
+        health.register(self.name, deadline_s)
+
+    def status(self) -> dict[str, object]:
+        """Role, consumer name, fencing number and last translated position, for ``/status``."""
+        return {
+            "role": self.role,
+            "consumer": self.consumer,
+            "group": self.cfg.legacy.group,
+            "fence": self.lease.fence,
+            "position": self.position,
+        }
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Translate until ``stop`` is set; the batch in flight is written before returning."""
+        backoff = Backoff(cap_s=REDIS_BACKOFF_CAP_S)
+        try:
+            while not stop.is_set():
+                self.health.tick(self.name)
+                try:
+                    await self._step(stop)
+                    backoff.reset()
+                except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                    REDIS_RECONNECTS.labels(self.name).inc()
+                    log.warning("redis_unavailable", error=str(exc), role=self.role)
+                    await sleep_or_stop(backoff.next_delay(), stop)
+                except ResponseError as exc:
+                    if not is_nogroup(exc):
+                        raise
+                    await self._recreate_group()
+        finally:
+            await self._resign()
+
+    async def _resign(self) -> None:
+        """Hand the lease over at once on the way out (a standby need not wait for the TTL)."""
+        self.role = "standby"
+        self.health.unregister(self.name)
+        try:
+            await asyncio.shield(self.lease.release())
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            log.warning("lease_release_failed")
+
+    async def _step(self, stop: asyncio.Event) -> None:
+        if not self.lease.held:
+            if not await self.lease.acquire():
+                self.role = "standby"
+                await sleep_or_stop(self.lease.ttl_ms / 3000, stop)
+                return
+            await self._activate()
+        elif self.lease.renew_due() and not await self.lease.renew():
+            self._deactivate("lease_lost")
+            return
+        try:
+            await self._work(stop)
+        except Fenced:
+            self.lease.lost()
+            self._deactivate("fenced")
+
+    async def _activate(self) -> None:
+        value = self.lease.value
+        assert value is not None
+        self.position = await self.store.position()
+        await self.reader.ensure_group(self.position or "0")
+        claimed = await self.reader.claim_all(
+            value, min_idle_ms=0, count=self.cfg.legacy.batch_size
+        )
+        self.last_seen = await self.reader.last_delivered()
+        self._pending_count = self.cfg.legacy.batch_size
+        self._next_sweep = time.monotonic() + self.cfg.legacy.claim_idle_ms / 1000
+        self.role = "active"
+        log.info(
+            "translator_active",
+            consumer=self.consumer,
+            fence=self.lease.fence,
+            position=self.position,
+            claimed=claimed,
+        )
+
+    def _deactivate(self, reason: str) -> None:
+        if self.role == "active":
+            log.warning("translator_standby", consumer=self.consumer, reason=reason)
+        self.role = "standby"
+
+    async def _recreate_group(self) -> None:
+        """NOGROUP: the group (or the stream) is gone; re-create it where translation stopped."""
+        position = await self.store.position()
+        created = await self.reader.ensure_group(position or "0")
+        log.error(
+            "translator_group_recreated",
+            group=self.cfg.legacy.group,
+            position=position,
+            created=created,
+        )
+        self.position = position
+        self.last_seen = await self.reader.last_delivered()
+        self._pending_count = self.cfg.legacy.batch_size
+
+    async def _work(self, stop: asyncio.Event) -> None:
+        value = self.lease.value
+        assert value is not None
+        deliveries: dict[str, int] = {}
+        if self._pending_count is not None:
+            entries = await self.reader.read(value, PENDING, self._pending_count)
+            if not entries:
+                self._pending_count = None
+                return
+            deliveries = await self.reader.deliveries(entries)
+        else:
+            if await self._sweep(value):
+                return
+            entries = await self.reader.read(value, NEW, self.cfg.legacy.batch_size)
+            if not entries:
+                await self._update_gauges()
+                await self.reader.wait_for_new(self.last_seen, self._block_ms)
+                return
+            self.last_seen = entries[-1].stream_id
+        await self._process(entries, deliveries, stop)
+
+    async def _sweep(self, value: bytes) -> bool:
+        """Claim entries idle past ``claim_idle_ms`` in other consumers; True if any were."""
+        if time.monotonic() < self._next_sweep:
+            return False
+        legacy = self.cfg.legacy
+        self._next_sweep = time.monotonic() + legacy.claim_idle_ms / 1000
+        claimed = await self.reader.claim_all(
+            value, min_idle_ms=legacy.claim_idle_ms, count=legacy.batch_size
+        )
+        if claimed:
+            log.warning("translator_claimed_idle", claimed=claimed)
+            self._pending_count = legacy.batch_size
+        return claimed > 0
+
+    async def _process(
+        self, entries: list[Entry], deliveries: dict[str, int], stop: asyncio.Event
+    ) -> None:
+        value = self.lease.value
+        assert value is not None
+        outcome = await self.batches.build(entries, deliveries=deliveries, position=self.position)
+        if outcome.write.entries:
+            applied = await asyncio.shield(self.store.commit(outcome.write, value))
+            if applied == FENCED:
+                raise Fenced
+            self._committed(outcome)
+        if outcome.waiting is None:
+            self._retry.reset()
+            if self._pending_count is not None:
+                self._pending_count = self.cfg.legacy.batch_size
+            return
+        # Retry only the head (COUNT 1): entries queued behind it are not charged a delivery
+        # for each failed attempt of the head.
+        self._pending_count = 1
+        delay = self._retry.next_delay()
+        log.warning(
+            "translation_waiting",
+            entry=outcome.waiting_entry,
+            reason=outcome.waiting,
+            retry_in_s=delay,
+        )
+        await sleep_or_stop(delay, stop)
+
+    def _committed(self, outcome: Outcome) -> None:
+        last = outcome.write.last_id
+        assert last is not None
+        if self.position is None or parse_stream_id(last) > parse_stream_id(self.position):
+            self.position = last
+        for type_, n in outcome.translated.items():
+            EVENTS_TRANSLATED.labels(type_).inc(n)
+        for reason, n in outcome.skipped.items():
+            EVENTS_SKIPPED.labels(reason).inc(n)
+        for reason, n in outcome.dead.items():
+            DEAD_LETTERED.labels("translator", reason).inc(n)
+            log.warning("dead_lettered", stage="translator", reason=reason, count=n)
+
+    async def _update_gauges(self) -> None:
+        """Group lag and pending for /metrics, at most every few seconds and only when idle."""
+        if time.monotonic() < self._next_gauges:
+            return
+        self._next_gauges = time.monotonic() + GAUGE_INTERVAL_S
+        for info in await self.reader.redis.xinfo_groups(self.reader.stream):
+            if info["name"].decode() == self.cfg.legacy.group:
+                TRANSLATOR_PENDING.set(int(info["pending"]))
+                lag = info.get("lag")
+                if lag is not None:
+                    TRANSLATOR_LAG.set(int(lag))

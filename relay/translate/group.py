@@ -1,0 +1,154 @@
+"""The translator's consumer group on ``<p>:events``: fenced reads, claims, (re)creation.
+
+Reads and claims run inside Lua scripts that first check the lease value: a group hands an
+entry to whichever consumer asks, so a paused ex-holder that woke up after a takeover could
+otherwise take entries into its own pending list while the new holder reads past them, and
+a district's events would be reordered. With the check, after a takeover only the holder can
+take deliveries. Idle waits use a plain ``XREAD BLOCK`` (which takes nothing from the group),
+because blocking commands cannot block inside a script.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import ResponseError
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+_READ = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+return redis.call('XREADGROUP', 'GROUP', ARGV[2], ARGV[3], 'COUNT', ARGV[4],
+  'STREAMS', KEYS[2], ARGV[5])
+"""
+
+_CLAIM = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+return redis.call('XAUTOCLAIM', KEYS[2], ARGV[2], ARGV[3], ARGV[4], ARGV[5],
+  'COUNT', ARGV[6], 'JUSTID')
+"""
+
+NEW = ">"
+"""Read entries never delivered to the group."""
+PENDING = "0"
+"""Read this consumer's own pending entries, oldest first."""
+
+
+class Fenced(Exception):
+    """A fenced script refused: the lease is no longer held by this process."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One delivered events-stream entry; ``fields`` is None if it was trimmed while pending."""
+
+    stream_id: str
+    fields: dict[bytes, bytes] | None
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def is_nogroup(exc: ResponseError) -> bool:
+    """Whether Redis says the stream or the group is gone (the NOGROUP stall of other relays)."""
+    return "NOGROUP" in str(exc)
+
+
+def _entries(reply: Any) -> list[Entry]:
+    """Turn a raw XREADGROUP reply (as a script returns it) into entries."""
+    if not reply:
+        return []
+    entries: list[Entry] = []
+    for raw_id, flat in reply[0][1]:
+        fields = None
+        if flat:
+            fields = dict(zip(flat[::2], flat[1::2], strict=True))
+        entries.append(Entry(raw_id.decode(), fields))
+    return entries
+
+
+class GroupReader:
+    """One consumer's view of the translator group."""
+
+    def __init__(
+        self, redis: aioredis.Redis, *, stream: str, lease_key: str, group: str, consumer: str
+    ) -> None:
+        self.redis = redis
+        self.stream = stream
+        self.lease_key = lease_key
+        self.group = group
+        self.consumer = consumer
+        self._read = redis.register_script(_READ)
+        self._claim = redis.register_script(_CLAIM)
+
+    async def ensure_group(self, start_id: str) -> bool:
+        """Create the group at ``start_id`` unless it exists; returns whether it was created."""
+        try:
+            await self.redis.xgroup_create(self.stream, self.group, id=start_id, mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" in str(exc):
+                return False
+            raise
+        return True
+
+    async def read(self, lease_value: bytes, start: str, count: int) -> list[Entry]:
+        """Up to ``count`` entries from ``start`` (:data:`NEW` or :data:`PENDING`), non-blocking.
+
+        Raises:
+            Fenced: the lease is not held with ``lease_value``.
+            ResponseError: e.g. NOGROUP.
+        """
+        reply = await self._read(
+            keys=[self.lease_key, self.stream],
+            args=[lease_value, self.group, self.consumer, count, start],
+        )
+        if reply == -1:
+            raise Fenced
+        return _entries(reply)
+
+    async def claim_all(self, lease_value: bytes, *, min_idle_ms: int, count: int) -> int:
+        """Move every pending entry idle >= ``min_idle_ms`` to this consumer; returns how many.
+
+        Raises:
+            Fenced: the lease is not held with ``lease_value``.
+        """
+        cursor, claimed = "0-0", 0
+        while True:
+            reply = await self._claim(
+                keys=[self.lease_key, self.stream],
+                args=[lease_value, self.group, self.consumer, min_idle_ms, cursor, count],
+            )
+            if reply == -1:
+                raise Fenced
+            cursor = reply[0].decode()
+            claimed += len(reply[1])
+            if cursor == "0-0":
+                return claimed
+
+    async def deliveries(self, entries: list[Entry]) -> dict[str, int]:
+        """How many times each of this consumer's pending ``entries`` has been delivered."""
+        if not entries:
+            return {}
+        rows = await self.redis.xpending_range(
+            self.stream,
+            self.group,
+            min=entries[0].stream_id,
+            max=entries[-1].stream_id,
+            count=len(entries),
+            consumername=self.consumer,
+        )
+        return {_text(row["message_id"]): int(row["times_delivered"]) for row in rows}
+
+    async def last_delivered(self) -> str:
+        """The group's last-delivered id (where :data:`NEW` reads continue)."""
+        for info in await self.redis.xinfo_groups(self.stream):
+            if _text(info["name"]) == self.group:
+                return _text(info["last-delivered-id"])
+        return "0-0"
+
+    async def wait_for_new(self, after_id: str, block_ms: int) -> None:
+        """Block until an entry newer than ``after_id`` exists or ``block_ms`` passes."""
+        await self.redis.xread({self.stream: after_id}, count=1, block=block_ms)
