@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import relay
 from relay.config import Config, validate
 from relay.health import Health
+from relay.logs import register_secret
 from relay.metrics import (
     DEAD_LETTERED,
     EVENTS_POLLED,
@@ -345,6 +346,25 @@ class TestStatusEndpoint:
         document = await body(response)
         assert (document["ready"], document["redis"]["reachable"]) == (False, False)
 
+    async def test_status_endpoint_scrubs_secrets_components_echo(
+        self, aiohttp_client: AiohttpClient, redis_client: aioredis.Redis
+    ) -> None:
+        """A registered secret a component puts in its status is redacted from the body."""
+        register_secret(TOKEN)
+        health = Health()
+        cfg = make_config("redis://127.0.0.1:6379/0")
+        status = StatusSource(
+            cfg=cfg,
+            redis=redis_client,
+            health=health,
+            components=lambda: {"poller:opsd1": {"last_error": f"401 for Bearer {TOKEN}"}},
+        )
+        client = await serve(aiohttp_client, redis_client, health, status=status)
+        document = await body(await client.get("/status"))
+        assert document["component_status"] == {
+            "poller:opsd1": {"last_error": "401 for Bearer [REDACTED]"}
+        }
+
 
 class FailingStatus(StatusSource):
     """A status source that breaks, to exercise the error middleware."""
@@ -399,6 +419,28 @@ class TestOpsServer:
         async with aiohttp.ClientSession() as session:
             with pytest.raises(aiohttp.ClientConnectionError):
                 await session.get(f"http://127.0.0.1:{port}/healthz")
+
+    async def test_ops_server_wraps_component_status_callable(
+        self, redis_client: aioredis.Redis, redis_url: str
+    ) -> None:
+        """Given the service's status callable, /status reports what it returns."""
+        port = free_port()
+        server = OpsServer(
+            cfg=make_config(redis_url, port=port),
+            redis=redis_client,
+            health=Health(),
+            status=lambda: {"translator": {"role": "active"}},
+        )
+        await server.start()
+        try:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"http://127.0.0.1:{port}/status") as response,
+            ):
+                document = await response.json()
+        finally:
+            await server.stop()
+        assert document["component_status"] == {"translator": {"role": "active"}}
 
     async def test_ops_server_start_fails_on_taken_port(
         self, redis_client: aioredis.Redis, redis_url: str

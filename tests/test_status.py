@@ -105,6 +105,7 @@ class TestStatusSource:
             "instance": "relay-test",
             "version": __version__,
             "components": ["poller", "translator", "http"],
+            "component_status": {},
             "time": NOW,
             "ready": True,
             "draining": False,
@@ -259,6 +260,25 @@ class TestStatusSource:
         )
         report = await source.report()
         assert report.districts[0].lag_s == 0.0
+
+    async def test_status_source_includes_component_status(
+        self, redis_client: aioredis.Redis, redis_url: str
+    ) -> None:
+        """What each running component says about itself is reported as given."""
+        source = StatusSource(
+            cfg=make_config(redis_url),
+            redis=redis_client,
+            health=Health(),
+            components=lambda: {
+                "poller:d1": {"state": "polling"},
+                "translator": {"role": "standby"},
+            },
+        )
+        report = await source.report()
+        assert report.component_status == {
+            "poller:d1": {"state": "polling"},
+            "translator": {"role": "standby"},
+        }
 
 
 class TestStatusGauges:

@@ -19,7 +19,7 @@ traceback never reaches the client.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import redis.asyncio as aioredis
@@ -29,11 +29,13 @@ from redis.exceptions import RedisError
 
 from relay.config import Config
 from relay.health import Health
-from relay.logs import get_logger
+from relay.logs import get_logger, scrub
 from relay.metrics import REGISTRY
 from relay.ops.status import StatusSource, describe_redis_error, readiness_reasons
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
     from aiohttp.typedefs import Handler
 
 PING_TIMEOUT_S = 1.0
@@ -92,7 +94,9 @@ async def get_metrics(request: web.Request) -> web.Response:
 async def get_status(request: web.Request) -> web.Response:
     """The JSON status report (CONTRACT §7)."""
     report = await request.app[STATUS_KEY].report()
-    return _json(report)
+    # Components report their own state; scrub any registered secret they might echo.
+    text = scrub(msgspec.json.encode(report).decode())
+    return web.Response(text=text, content_type="application/json")
 
 
 @web.middleware
@@ -134,7 +138,8 @@ class OpsServer:
         cfg: the loaded config.
         redis: the service's Redis client (not closed here: the service owns it).
         health: shared heartbeats and readiness state.
-        status: the status source; built from ``cfg``, ``redis`` and ``health`` when omitted.
+        status: a ready :class:`StatusSource`, or the service's callable returning what each
+            component says about itself (a ``StatusSource`` is then built around it).
     """
 
     def __init__(
@@ -143,9 +148,12 @@ class OpsServer:
         cfg: Config,
         redis: aioredis.Redis,
         health: Health,
-        status: StatusSource | None = None,
+        status: StatusSource | Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
-        source = status or StatusSource(cfg=cfg, redis=redis, health=health)
+        if isinstance(status, StatusSource):
+            source = status
+        else:
+            source = StatusSource(cfg=cfg, redis=redis, health=health, components=status)
         self.app = build_app(cfg=cfg, redis=redis, health=health, status=source)
         self._host = cfg.http.host
         self._port = cfg.http.port

@@ -27,7 +27,7 @@ from relay.keys import Keys
 from relay.metrics import DISTRICT_LAG, REGISTRY, TRANSLATOR_LAG, TRANSLATOR_PENDING
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     import redis.asyncio as aioredis
 
@@ -109,6 +109,9 @@ class StatusReport(msgspec.Struct, frozen=True, kw_only=True):
     instance: str
     version: str
     components: list[str]
+    """The components configured to run in this process."""
+    component_status: dict[str, Any]
+    """What each running component of this replica says about itself."""
     time: float
     ready: bool
     draining: bool
@@ -171,6 +174,7 @@ class StatusSource:
         cfg: the loaded config (districts, prefix, legacy record types, group name).
         redis: the service's client; every query is bounded by ``timeout_s``.
         health: heartbeats, draining flag, Redis problems and warnings.
+        components: what each running component says about itself; none when omitted.
         clock: Unix time source (tests pin it).
         timeout_s: bound on the Redis queries of one report.
     """
@@ -181,10 +185,12 @@ class StatusSource:
         cfg: Config,
         redis: aioredis.Redis,
         health: Health,
+        components: Callable[[], Mapping[str, Any]] | None = None,
         clock: Callable[[], float] = time.time,
         timeout_s: float = REDIS_TIMEOUT_S,
     ) -> None:
         self._cfg = cfg
+        self._components = components
         self._redis = redis
         self._health = health
         self._clock = clock
@@ -207,6 +213,7 @@ class StatusSource:
             instance=self.instance,
             version=__version__,
             components=list(self._cfg.relay.components),
+            component_status=dict(self._components()) if self._components else {},
             time=self._clock(),
             ready=not reasons,
             draining=health.draining,
