@@ -222,7 +222,7 @@ def _translate_user(
             events = [_out(rt, "created", obj) for rt, obj in current.items()]
             quiet = SKIP_NO_V2_EQUIVALENT
         else:
-            previous = _objects(snapshot) if snapshot else _objects(_rebuilt(msg))
+            previous = _objects(snapshot if snapshot is not None else _rebuilt(msg))
             events = _user_updates(previous, current)
             quiet = SKIP_NO_VISIBLE_CHANGE
     teacher = current.get("teachers")
