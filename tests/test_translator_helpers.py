@@ -187,13 +187,19 @@ def expected_streams(
 
 
 async def raw_range(
-    redis: aioredis.Redis, key: str, start: str = "-", end: str = "+", *, reverse: bool = False
+    redis: aioredis.Redis,
+    key: str,
+    start: str = "-",
+    end: str = "+",
+    *,
+    reverse: bool = False,
+    count: int | None = None,
 ) -> list[tuple[bytes, dict[bytes, bytes]]]:
     """XRANGE (or XREVRANGE) with the byte types the relay's clients return."""
     if reverse:
-        reply: Any = await redis.xrevrange(key, end, start)
+        reply: Any = await redis.xrevrange(key, end, start, count=count)
     else:
-        reply = await redis.xrange(key, start, end)
+        reply = await redis.xrange(key, start, end, count=count)
     return cast("list[tuple[bytes, dict[bytes, bytes]]]", reply)
 
 
@@ -246,7 +252,7 @@ async def drained(redis: aioredis.Redis, group: str = "legacy-translator") -> bo
         return False
     for info in groups:
         if info["name"].decode() == group:
-            last = await raw_range(redis, KEYS.events, reverse=True)
+            last = await raw_range(redis, KEYS.events, reverse=True, count=1)
             top = last[0][0] if last else b"0-0"
             return bool(info["pending"] == 0 and info["last-delivered-id"] == top)
     return False
