@@ -67,7 +67,8 @@ class RecordRef(msgspec.Struct, frozen=True):
 
     id: str
     district: str = ""
-    roles: dict[str, msgspec.Raw] = {}
+    roles: msgspec.Raw = NULL
+    """Kept raw: a user's roles are an object, a resource's an array of strings."""
 
 
 class EventMessage(msgspec.Struct, frozen=True):
@@ -129,6 +130,22 @@ _page_decoder = msgspec.json.Decoder(EventsPage)
 _encoder = msgspec.json.Encoder()
 
 
+_roles_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw] | None)
+
+
+def _role_names(raw: msgspec.Raw) -> list[str]:
+    """Sorted names of a user's non-null roles.
+
+    Raises:
+        InvalidEvent: ``roles`` is not an object.
+    """
+    try:
+        roles = _roles_decoder.decode(raw) or {}
+    except msgspec.DecodeError as exc:
+        raise InvalidEvent(f"invalid object: roles: {exc}") from None
+    return sorted(name for name, value in roles.items() if bytes(value) != b"null")
+
+
 def decode_page(body: bytes) -> EventsPage:
     """Decode one events page; raises ``msgspec.DecodeError`` on malformed bodies."""
     return _page_decoder.decode(body)
@@ -156,7 +173,7 @@ def normalize(raw: bytes, district: str) -> EventMessage:
         previous = event.previous_attributes
     roles = None
     if record_type == "users":
-        roles = sorted(name for name, value in record.roles.items() if bytes(value) != b"null")
+        roles = _role_names(record.roles)
     return EventMessage(
         id=event.id,
         type=event.type,

@@ -76,6 +76,19 @@ class TestNormalize:
             normalize(raw, "d")
         assert info.value.reason == reason
 
+    def test_normalize_resource_roles_array_is_not_a_user_role_map(self) -> None:
+        """A resources.* object has roles as an array; it normalizes (for skipping), not fails."""
+        raw = event(type="resources.created", data={"object": {"id": "r1", "roles": ["student"]}})
+        message = normalize(raw, "d")
+        assert (message.record_type, message.roles) == ("resources", None)
+
+    def test_normalize_user_roles_must_be_an_object(self) -> None:
+        """A user whose roles is not an object is an invalid event."""
+        raw = event(data={"object": {"id": "u1", "roles": ["teacher"]}})
+        with pytest.raises(InvalidEvent) as info:
+            normalize(raw, "d")
+        assert info.value.reason == "invalid object: roles: Expected `object | null`, got `array`"
+
     def test_schema_twin_matches_message_fields(self) -> None:
         """The schema-generation twin has exactly the message's fields, in order."""
         names = [f.name for f in msgspec.structs.fields(EventMessage)]
