@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import msgspec
 from aiohttp import web
 
 from relay.simulator import paging
 from relay.simulator._ids import is_object_id
+from relay.simulator.world import District
 
-if TYPE_CHECKING:
-    from relay.simulator.world import District
-
-DISTRICT_KEY = "sim_district"
+DISTRICT_KEY: web.RequestKey[District] = web.RequestKey("sim_district", District)
 
 
 def json_error(status: int, message: str) -> web.Response:
@@ -27,8 +23,7 @@ def json_error(status: int, message: str) -> web.Response:
 
 def district_of(request: web.Request) -> District:
     """The district the request's token belongs to (set by the middleware)."""
-    district: District = request[DISTRICT_KEY]
-    return district
+    return request[DISTRICT_KEY]
 
 
 def parse_page(request: web.Request, default_limit: int) -> paging.PageRequest | web.Response:

@@ -56,7 +56,7 @@ def is_object_id(value: str) -> bool:
 def iso_ms(ts: float) -> str:
     """Clever's timestamp format: ISO 8601 UTC with ms, e.g. ``2026-11-28T17:34:24.123Z``."""
     sec = int(ts)
-    ms = int((ts - sec) * 1000)
+    ms = min(round((ts - sec) * 1000), 999)
     if sec != _last_second[0]:
         _last_second[:] = [sec, time.strftime(_TIME_FMT, time.gmtime(sec))]
     return f"{_last_second[1]}.{ms:03d}Z"
