@@ -1,0 +1,178 @@
+"""Operator commands on an endpoint's dead letters: list, replay, purge (CONTRACT §2, §10).
+
+``clever-relay webhooks list|replay|purge --config PATH --endpoint NAME`` calls these. Replay
+puts each dead letter back at the end of its district's queue (removing it from the
+dead-letter stream in the same script, so a crash mid-replay neither loses nor doubles one)
+and re-enables an endpoint disabled by a 410 Gone: a running relay delivers them within a
+second. Purge drops the dead letters for good.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from relay.errors import ConfigError
+from relay.keys import Keys
+from relay.redis_client import create_redis
+from relay.webhooks.keys import EndpointKeys
+from relay.webhooks.store import QueuedEvent, encode_event
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+    from relay.config import Config
+
+PAGE = 500
+
+_REPLAY_LUA = """
+local n = 0
+local i = 2
+while i <= #ARGV do
+  if redis.call('XDEL', KEYS[1], ARGV[i]) == 1 then
+    redis.call('RPUSH', KEYS[3 + tonumber(ARGV[i + 1])], ARGV[i + 3])
+    redis.call('ZADD', KEYS[2], 'NX', ARGV[1], ARGV[i + 2])
+    n = n + 1
+  end
+  i = i + 4
+end
+return n
+"""
+
+_PURGE_LUA = """
+local n = redis.call('XLEN', KEYS[1])
+redis.call('DEL', KEYS[1])
+return n
+"""
+
+
+class DeadLetter(msgspec.Struct, frozen=True):
+    """One entry of an endpoint's dead-letter stream, as ``webhooks list`` shows it."""
+
+    entry: str
+    """The dead-letter stream entry id."""
+    id: str
+    type: str
+    district: str
+    attempts: int
+    reason: str
+    failed_at: int
+    """Unix seconds of the last attempt."""
+    data: bytes
+    stream: str
+    source_entry: str
+    ms: int
+
+    def line(self) -> str:
+        """One human line (the CLI prints these)."""
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.failed_at))
+        return (
+            f"{self.entry} {self.id} {self.type} district={self.district} "
+            f"attempts={self.attempts} reason={self.reason!r} failed_at={when}"
+        )
+
+    def event(self) -> QueuedEvent:
+        """The queued event this dead letter came from."""
+        return QueuedEvent(
+            id=self.id,
+            type=self.type,
+            district=self.district,
+            data=self.data,
+            stream=self.stream,
+            entry=self.source_entry,
+            ms=self.ms,
+        )
+
+
+def _endpoint_keys(cfg: Config, endpoint: str) -> EndpointKeys:
+    """The keys of a configured endpoint.
+
+    Raises:
+        ConfigError: no endpoint has that name (the CLI exits 2).
+    """
+    if endpoint not in {e.name for e in cfg.webhooks.endpoints}:
+        raise ConfigError([f"--endpoint: no webhook endpoint named {endpoint!r} in the config"])
+    return EndpointKeys(Keys(cfg.redis.prefix).prefix, endpoint)
+
+
+def _dead_letter(entry_id: bytes, fields: dict[bytes, bytes]) -> DeadLetter:
+    def text(name: str) -> str:
+        return fields.get(name.encode(), b"").decode()
+
+    return DeadLetter(
+        entry=entry_id.decode(),
+        id=text("id"),
+        type=text("type"),
+        district=text("district"),
+        attempts=int(text("attempts") or 0),
+        reason=text("reason"),
+        failed_at=int(text("failed_at") or 0),
+        data=fields.get(b"data", b""),
+        stream=text("stream"),
+        source_entry=text("entry"),
+        ms=int(text("ms") or 0),
+    )
+
+
+async def _page(redis: aioredis.Redis, key: str, after: str) -> list[DeadLetter]:
+    reply: Any = await redis.xrange(key, min=f"({after}" if after else "-", count=PAGE)
+    return [_dead_letter(entry_id, fields) for entry_id, fields in reply]
+
+
+async def list_dead_letters(cfg: Config, endpoint: str) -> list[DeadLetter]:
+    """Every dead letter of ``endpoint``, oldest first."""
+    keys = _endpoint_keys(cfg, endpoint)
+    redis = create_redis(cfg.redis)
+    try:
+        out: list[DeadLetter] = []
+        while page := await _page(redis, keys.deadletter, out[-1].entry if out else ""):
+            out.extend(page)
+        return out
+    finally:
+        await redis.aclose()
+
+
+async def replay(cfg: Config, endpoint: str) -> int:
+    """Queue every dead letter of ``endpoint`` again and re-enable it; returns how many."""
+    keys = _endpoint_keys(cfg, endpoint)
+    redis = create_redis(cfg.redis)
+    script = redis.register_script(_REPLAY_LUA)
+    try:
+        total = 0
+        after = ""
+        while page := await _page(redis, keys.deadletter, after):
+            after = page[-1].entry
+            queues: dict[str, int] = {}
+            args: list[str | bytes | int] = [int(time.time() * 1000)]
+            for dead in page:
+                index = queues.setdefault(keys.queue(dead.district), len(queues) + 1)
+                args += [dead.entry, index, dead.district, encode_event(dead.event())]
+            total += int(
+                await script(keys=[keys.deadletter, keys.due, keys.state, *queues], args=args)
+            )
+        await redis.hdel(keys.state, "disabled", "disabled_at")
+        return total
+    finally:
+        await redis.aclose()
+
+
+async def enable(cfg: Config, endpoint: str) -> bool:
+    """Re-enable an endpoint disabled by a 410 Gone; returns whether it was disabled."""
+    keys = _endpoint_keys(cfg, endpoint)
+    redis = create_redis(cfg.redis)
+    try:
+        return bool(await redis.hdel(keys.state, "disabled", "disabled_at"))
+    finally:
+        await redis.aclose()
+
+
+async def purge(cfg: Config, endpoint: str) -> int:
+    """Delete every dead letter of ``endpoint``; returns how many there were."""
+    keys = _endpoint_keys(cfg, endpoint)
+    redis = create_redis(cfg.redis)
+    try:
+        return int(await redis.register_script(_PURGE_LUA)(keys=[keys.deadletter]))
+    finally:
+        await redis.aclose()
