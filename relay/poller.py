@@ -31,7 +31,7 @@ from relay.clever.client import CleverClient, PageTooLarge, Stopped, call_with_r
 from relay.errors import CleverAuthError, CleverError, CursorLostError, FencedError
 from relay.logs import get_logger, register_secret
 from relay.messages import CURSOR_LOST, ControlMessage, encode
-from relay.metrics import DISTRICT_LAG, DISTRICT_UP, EVENTS_PUBLISHED, POLL_ERRORS
+from relay.metrics import CURSOR_AGE, DISTRICT_LAG, DISTRICT_UP, EVENTS_PUBLISHED, POLL_ERRORS
 from relay.publish import Batch, Publisher, build_batches, is_event_id
 
 if TYPE_CHECKING:
@@ -104,6 +104,8 @@ class DistrictPoller:
         self._ahead: _Prefetch | None = None
         self._redis_backoff = Backoff(cap_s=cfg.clever.max_backoff_s)
         self._stop = asyncio.Event()
+        self._progress_at = time.monotonic()
+        CURSOR_AGE.labels(self.id).set_function(lambda: time.monotonic() - self._progress_at)
 
     def status(self) -> dict[str, object]:
         """State for /status: no token, nothing that needs Redis."""
@@ -266,6 +268,7 @@ class DistrictPoller:
         """Publish one batch; raises RedisError/FencedError for the loop to resync."""
         await asyncio.shield(self.publisher.publish(self.id, batch))
         self.cursor = batch.new_cursor
+        self._progress_at = time.monotonic()
         if batch.event_count:
             EVENTS_PUBLISHED.labels(self.id).inc(batch.event_count)
         if batch.newest_created:
@@ -278,6 +281,7 @@ class DistrictPoller:
             if latest is not None and latest > self.cursor:
                 raise CursorLostError(self.id, self.cursor, 200)
         self.state = "caught_up"
+        self._progress_at = time.monotonic()
         DISTRICT_UP.labels(self.id).set(1)
         DISTRICT_LAG.labels(self.id).set(0)
         await self.redis.hset(
