@@ -76,7 +76,7 @@ class EventMessage(msgspec.Struct, frozen=True):
 
     ``object`` is the v3 record exactly as Clever sent it; ``previous_attributes`` is taken from
     ``data.previous_attributes`` or, failing that, the event's top level; ``roles`` lists the
-    role names present on a user, sorted, and is omitted for other record types.
+    role names present on a user, sorted, and is null for other record types.
     """
 
     id: str
