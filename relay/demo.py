@@ -164,6 +164,8 @@ class View:
     last_ids: dict[str, bytes] = field(default_factory=dict)
     sources: OrderedDict[str, str] = field(default_factory=OrderedDict)
     recent: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT))
+    """Latest ``users.*`` translations: the interesting ones (one v3 event, several v2)."""
+    recent_other: deque[str] = field(default_factory=lambda: deque(maxlen=2))
     pending: OrderedDict[str, list[str]] = field(default_factory=OrderedDict)
     v3_events: int = 0
     dead_letters: int = 0
@@ -209,7 +211,9 @@ class View:
 
     def _flush_recent(self) -> None:
         for source, legacy in self.pending.items():
-            self.recent.append(f"{self.sources.get(source, source)} -> {', '.join(legacy)}")
+            origin = self.sources.get(source, source)
+            target = self.recent if origin.startswith("users.") else self.recent_other
+            target.append(f"{origin} -> {', '.join(legacy)}")
         self.pending.clear()
 
     def summary_lines(self) -> list[str]:
@@ -246,12 +250,12 @@ def render(view: View, ops_url: str) -> Any:
     from rich.panel import Panel
     from rich.table import Table
 
-    districts = Table(title="Clever districts (v3 events polled)", expand=True)
+    districts = Table(title="Clever districts (v3 events polled)")
     for col in ("district", "cursor", "lag"):
         districts.add_column(col)
     for district, cursor in view.cursors.items():
         districts.add_row(district, cursor, view.lags.get(district, "-"))
-    topics = Table(title="legacy v2 topics", expand=True)
+    topics = Table(title="legacy v2 topics")
     for col in ("stream", "created", "updated", "deleted"):
         topics.add_column(col, justify="right" if col != "stream" else "left")
     for record_type in view.record_types:
@@ -260,7 +264,7 @@ def render(view: View, ops_url: str) -> Any:
             f"{DEMO_PREFIX}:legacy:{record_type}",
             *(str(c[a]) for a in ("created", "updated", "deleted")),
         )
-    recent = "\n".join(view.recent) or "(waiting for events)"
+    recent = "\n".join([*view.recent_other, *view.recent]) or "(waiting for events)"
     footer = (
         f"v3 events: {view.v3_events}   dead letters: {view.dead_letters}   "
         f"ops: {ops_url}/status   Ctrl-C to stop"
