@@ -140,8 +140,11 @@ class EndpointWorker:
 
     async def _ingest_once(self, positions: dict[str, str]) -> bool:
         """One read-merge-enqueue round; False when the positions must be re-read."""
-        reply = await self.redis.xread(positions, count=READ_COUNT, block=self.block_ms)  # type: ignore[arg-type]  # redis-py types the streams dict too narrowly
+        # One non-blocking XREAD is a consistent snapshot of all the streams. A *blocked* XREAD
+        # wakes with only the stream that got data, so it serves just as the idle wait.
+        reply = await self.redis.xread(positions, count=READ_COUNT)  # type: ignore[arg-type]  # redis-py types the streams dict too narrowly
         if not reply:
+            await self.redis.xread(positions, count=1, block=self.block_ms)  # type: ignore[arg-type]  # as above
             return True
         taken, moved = merge(parse_reply(reply, self.sources), READ_COUNT)
         items = select(taken, self.matcher, self.v3_streams, self.name)
