@@ -87,12 +87,14 @@ def build_components(
 class Service:
     """Owns the lifecycle of one relay process."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, *, components: list[Component] | None = None) -> None:
+        """Prepare a service; ``components`` replaces the configured ones (tests, embedding)."""
         self.cfg = cfg
         self.keys = Keys(cfg.redis.prefix)
         self.health = Health()
         self.stop = asyncio.Event()
         self.components: list[Component] = []
+        self._given = components
         self.failed = False
 
     def request_stop(self) -> None:
@@ -125,9 +127,12 @@ class Service:
         )
         ops = None
         try:
-            self.components = build_components(
-                cfg, redis=redis, session=session, health=self.health, keys=self.keys
-            )
+            if self._given is not None:
+                self.components = self._given
+            else:
+                self.components = build_components(
+                    cfg, redis=redis, session=session, health=self.health, keys=self.keys
+                )
             if "http" in cfg.relay.components:
                 ops = await self._start_ops(redis)
             log.info(
