@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bench.configs import PREFIX, relay_config
 from bench.procs import RelayProc
@@ -50,7 +50,7 @@ def stream_last_ms(client: redis.Redis, keys: list[str]) -> float:
     """The newest entry time (ms since the epoch, from its id) across ``keys``; 0 if empty."""
     newest = 0.0
     for key in keys:
-        last = client.xrevrange(key, count=1)
+        last: Any = client.xrevrange(key, count=1)
         if last:
             newest = max(newest, float(last[0][0].split(b"-")[0]))
     return newest
@@ -86,7 +86,7 @@ def translator_done(client: redis.Redis) -> Callable[[], bool]:
     """True once the translator's position is the last events-stream entry."""
 
     def done() -> bool:
-        last = client.xrevrange(KEYS.events, count=1)
+        last: Any = client.xrevrange(KEYS.events, count=1)
         return bool(last) and client.get(KEYS.translator_position) == last[0][0]
 
     return done
@@ -119,7 +119,8 @@ class RelayBench:
         return RelayProc(path)
 
     def end_to_end(self) -> Phase:
-        """Poller and translator processes together, from an empty Redis to the last legacy entry."""
+        """Poller and translator processes together, from an empty Redis to the last legacy
+        entry."""
         client = self.redis.client()
         client.flushall()
         districts = self.sim.districts()
