@@ -68,6 +68,12 @@ def build_components(
         from relay.poller import Poller
 
         components.append(Poller(cfg=cfg, redis=redis, session=session, health=health, keys=keys))
+    if "webhooks" in cfg.relay.components:
+        from relay.webhooks.delivery import WebhookDelivery
+
+        components.append(
+            WebhookDelivery(cfg=cfg, redis=redis, session=session, health=health, keys=keys)
+        )
     if "translator" in cfg.relay.components:
         from relay.translate.consumer import Translator
 
@@ -168,15 +174,14 @@ class Service:
             asyncio.create_task(component.run(self.stop), name=component.name)
             for component in self.components
         }
+        for task in tasks:
+            task.add_done_callback(self._component_done)
         watcher = asyncio.create_task(
             watch_redis(redis, self.health, self.cfg.redis.health_check_interval_s, self.stop),
             name="redis-watch",
         )
         stopper = asyncio.create_task(self.stop.wait(), name="stop")
         await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        for task in tasks:
-            if task.done():
-                self._component_ended(task)
         stopper.cancel()
         self.request_stop()
         await self._drain(tasks)
@@ -184,13 +189,20 @@ class Service:
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
 
-    def _component_ended(self, task: asyncio.Task[None]) -> None:
-        """A component returned before stop was requested: that is a failure."""
-        self.failed = True
+    def _component_done(self, task: asyncio.Task[None]) -> None:
+        """Judge how a component ended: raising, or returning before a stop, is a failure.
+
+        As a done callback it runs as soon as the task ends, before the supervisor reacts, so
+        ``stop`` tells whether the component was asked to return.
+        """
+        if task.cancelled():
+            return
         exc = task.exception()
         if exc is not None:
+            self.failed = True
             log.error("component_crashed", name=task.get_name(), exc_info=exc)
-        else:
+        elif not self.stop.is_set():
+            self.failed = True
             log.error("component_exited", name=task.get_name())
 
     async def _drain(self, tasks: set[asyncio.Task[None]]) -> None:
@@ -203,9 +215,6 @@ class Service:
             task.cancel()
         if pending:
             await asyncio.wait(pending, timeout=5.0)
-        for task in tasks:
-            if task.done() and not task.cancelled() and task.exception() is not None:
-                self._component_ended(task)
 
 
 def run_service(cfg: Config) -> int:

@@ -158,7 +158,8 @@ class TestServiceSigterm:
             proc = _start(config_path)
             await wait_for(lambda: event_count(redis_client, 3_000), timeout_s=60)
             proc.send_signal(signal.SIGTERM)
-            assert await asyncio.to_thread(proc.wait, timeout=30) == 0
+            code = await asyncio.to_thread(proc.wait, timeout=30)
+            assert code == 0, (tmp_path / "relay.log").read_text()[-3000:]
             assert await redis_client.xlen(f"{PREFIX}:events") < 12_000
             proc = _start(config_path)
             try:
