@@ -77,6 +77,24 @@ def cmd_cursor(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_webhooks(args: argparse.Namespace) -> int:
+    """List, replay or purge an endpoint's dead letters."""
+    from relay.webhooks import admin
+
+    cfg = _config(args)
+    if args.webhooks_command == "list":
+        for letter in asyncio.run(admin.list_dead_letters(cfg, args.endpoint)):
+            print(letter.line())
+        return EXIT_OK
+    if args.webhooks_command == "replay":
+        count = asyncio.run(admin.replay(cfg, args.endpoint))
+        print(f"{args.endpoint}: {count} dead letter(s) queued for delivery again")
+        return EXIT_OK
+    count = asyncio.run(admin.purge(cfg, args.endpoint))
+    print(f"{args.endpoint}: {count} dead letter(s) deleted")
+    return EXIT_OK
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     """Print the JSON Schema of a message family."""
     from relay.messages import event_schema
@@ -129,6 +147,16 @@ def build_parser() -> argparse.ArgumentParser:
     set_.add_argument("--config", help="TOML config file (default: $RELAY_CONFIG)")
     set_.add_argument("--district", required=True)
     set_.add_argument("event_id", help="the Clever event id to resume after")
+    webhooks = add("webhooks", cmd_webhooks, "inspect, re-send or drop webhook dead letters")
+    webhooks_sub = webhooks.add_subparsers(dest="webhooks_command", required=True, metavar="ACTION")
+    for action, help_ in (
+        ("list", "print an endpoint's dead letters, oldest first"),
+        ("replay", "queue an endpoint's dead letters for delivery again (re-enables it)"),
+        ("purge", "delete an endpoint's dead letters"),
+    ):
+        p = webhooks_sub.add_parser(action, help=help_, description=help_)
+        p.add_argument("--config", help="TOML config file (default: $RELAY_CONFIG)")
+        p.add_argument("--endpoint", required=True, help="the endpoint's name")
     schema = add("schema", cmd_schema, "print the JSON Schema of a message", config=False)
     schema.add_argument("name", choices=["events"])
 

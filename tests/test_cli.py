@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from relay.cli import main
+from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -107,3 +108,40 @@ class TestSchema:
                 "roles",
             ]
         )
+
+
+class TestWebhooksCommands:
+    def _config(self, tmp_path: Path, redis_url: str) -> Path:
+        path = tmp_path / "hooks.toml"
+        path.write_text(
+            '[relay]\ncomponents = ["webhooks"]\n'
+            f'[redis]\nurl = "{redis_url}"\nprefix = "clitest"\n'
+            '[[webhooks.endpoints]]\nname = "roster"\nurl = "http://127.0.0.1:9/hook"\n'
+            'topics = ["students.*"]\nsecret = "whsec_c2VjcmV0"\n'
+        )
+        return path
+
+    def test_webhooks_list_replay_purge_on_empty_dead_letters(
+        self, tmp_path: Path, redis_server: RedisServer
+    ) -> None:
+        """With no dead letters: list prints nothing, replay and purge report zero."""
+        path = str(self._config(tmp_path, redis_server.url))
+        listed = run_cli("webhooks", "list", "--config", path, "--endpoint", "roster")
+        replayed = run_cli("webhooks", "replay", "--config", path, "--endpoint", "roster")
+        purged = run_cli("webhooks", "purge", "--config", path, "--endpoint", "roster")
+        assert (listed.returncode, listed.stdout) == (0, "")
+        assert (replayed.returncode, replayed.stdout) == (
+            0,
+            "roster: 0 dead letter(s) queued for delivery again\n",
+        )
+        assert (purged.returncode, purged.stdout) == (0, "roster: 0 dead letter(s) deleted\n")
+
+    def test_webhooks_unknown_endpoint_exits_2(
+        self, tmp_path: Path, redis_server: RedisServer
+    ) -> None:
+        """Naming an endpoint the config does not have is a usage error."""
+        path = str(self._config(tmp_path, redis_server.url))
+        result = run_cli("webhooks", "list", "--config", path, "--endpoint", "nope")
+        assert result.returncode == 2
+        assert len(result.stderr.splitlines()) == 1
+        assert "nope" in result.stderr
