@@ -61,6 +61,8 @@ class RelaySection(Base, frozen=True):
     shutdown_grace_s: PositiveSeconds = 20.0
     instance: str = ""
     """Name of this replica in logs and /status; empty means the host name."""
+    lease_ttl_s: PositiveSeconds = 15.0
+    """Lifetime of a district's polling lease; a dead replica's districts move after about this."""
 
 
 class District(Base, frozen=True):
@@ -132,6 +134,8 @@ class RedisSection(Base, frozen=True):
     deadletter_maxlen: Annotated[int, Meta(ge=1000)] = 100_000
     health_check_interval_s: PositiveSeconds = 30.0
     """How often the maxmemory-policy and persistence checks run (CONTRACT §11)."""
+    cluster: bool = False
+    """Connect with the Redis Cluster client (the prefix must then carry a hash tag)."""
 
 
 class LegacySection(Base, frozen=True):
@@ -159,6 +163,50 @@ class LogSection(Base, frozen=True):
 
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "console"] = "json"
+
+
+class V2Client(Base, frozen=True):
+    """One ``[[v2api.clients]]`` entry: a relay-issued key for one district (CONTRACT §9)."""
+
+    name: NonEmpty
+    district: NonEmpty
+    token: str | None = None
+    token_env: str | None = None
+    token_file: str | None = None
+
+    def __repr__(self) -> str:
+        """Never show the key."""
+        return f"V2Client(name={self.name!r}, district={self.district!r})"
+
+    def resolve_token(self) -> str:
+        """Read the client's key from wherever the config says it lives.
+
+        Raises:
+            ConfigError: the variable is unset or the file unreadable.
+        """
+        key = f"v2api.clients[{self.name}]"
+        if self.token is not None:
+            return self.token
+        if self.token_env is not None:
+            value = os.environ.get(self.token_env, "")
+            if not value:
+                raise ConfigError([f"{key}.token_env: variable {self.token_env} is unset"])
+            return value
+        assert self.token_file is not None
+        try:
+            return Path(self.token_file).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(
+                [f"{key}.token_file: cannot read {self.token_file}: {exc.strerror}"]
+            ) from None
+
+
+class V2ApiSection(Base, frozen=True):
+    """``[v2api]``: the v2-compatible HTTP API served on the ops port."""
+
+    clients: list[V2Client] = msgspec.field(default_factory=list)
+    default_limit: Annotated[int, Meta(ge=1, le=10000)] = 100
+    """Page size when a request gives no ``limit`` (Clever's documented default)."""
 
 
 class WebhookEndpoint(Base, frozen=True):
@@ -227,6 +275,7 @@ class Config(Base, frozen=True):
     http: HttpSection = msgspec.field(default_factory=HttpSection)
     log: LogSection = msgspec.field(default_factory=LogSection)
     webhooks: WebhooksSection = msgspec.field(default_factory=WebhooksSection)
+    v2api: V2ApiSection = msgspec.field(default_factory=V2ApiSection)
 
 
 def load_config(
@@ -403,6 +452,27 @@ def _check_semantics(data: dict[str, Any]) -> list[str]:
         if district.start not in ("latest", "earliest") and not _OBJECT_ID.match(district.start):
             problems.append(f"{key}.start: must be latest, earliest or a 24-hex Clever event id")
     problems.extend(_check_webhooks(cfg))
+    problems.extend(_check_v2api(cfg))
+    if cfg.redis.cluster and not re.search(r"\{[^}]+\}", cfg.redis.prefix):
+        problems.append(
+            "redis.prefix: must contain a hash tag such as {clever} with cluster = true"
+        )
+    return problems
+
+
+def _check_v2api(cfg: Config) -> list[str]:
+    problems: list[str] = []
+    names: set[str] = set()
+    for i, client in enumerate(cfg.v2api.clients):
+        key = f"v2api.clients[{i}]"
+        if client.name in names:
+            problems.append(f"{key}.name: duplicate client name {client.name}")
+        names.add(client.name)
+        sources = [client.token, client.token_env, client.token_file]
+        if sum(source is not None for source in sources) != 1:
+            problems.append(f"{key}: exactly one of token, token_env, token_file is required")
+    if "v2api" in cfg.relay.components and not cfg.v2api.clients:
+        problems.append("v2api.clients: at least one client is required to serve the v2 API")
     return problems
 
 

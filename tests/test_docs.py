@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from relay.config import Config, District, WebhookEndpoint
+from relay.config import Config, District, V2Client, WebhookEndpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def documented_keys() -> dict[str, str]:
     """``key -> default`` from the table in docs/configuration.md."""
     text = (ROOT / "docs" / "configuration.md").read_text()
-    rows = re.findall(r"^\| `([a-z_.\[\]]+)` \| ([^|]+) \|", text, flags=re.MULTILINE)
+    rows = re.findall(r"^\| `([a-z0-9_.\[\]]+)` \| ([^|]+) \|", text, flags=re.MULTILINE)
     return {key: default.strip() for key, default in rows}
 
 
@@ -29,6 +29,8 @@ def code_keys() -> dict[str, Any]:
         out[f"clever.districts[].{field.name}"] = field
     for field in msgspec.structs.fields(WebhookEndpoint):
         out[f"webhooks.endpoints[].{field.name}"] = field
+    for field in msgspec.structs.fields(V2Client):
+        out[f"v2api.clients[].{field.name}"] = field
     return out
 
 
@@ -65,7 +67,7 @@ class TestConfigurationDoc:
         """config.example.toml shows every key (the token alternatives in comments)."""
         text = (ROOT / "config.example.toml").read_text()
         for key in code_keys():
-            if key in ("clever.districts", "webhooks.endpoints"):
+            if key in ("clever.districts", "webhooks.endpoints", "v2api.clients"):
                 assert f"[[{key}]]" in text, key  # a table array, shown as [[...]]
                 continue
             name = key.rsplit(".", 1)[-1]
