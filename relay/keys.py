@@ -17,6 +17,8 @@ class Keys:
         self.deadletter = f"{prefix}:deadletter"
         self.translator_position = f"{prefix}:translator:position"
         self.translator_lease = f"{prefix}:translator:lease"
+        self.replicas = f"{prefix}:replicas"
+        """Sorted set of live relay replicas scored by last heartbeat (district lease sharing)."""
 
     def cursor(self, district: str) -> str:
         """The last Clever event id published for ``district``."""
@@ -41,3 +43,7 @@ class Keys:
     def lease(self, district: str) -> str:
         """A district's polling lease (scale-out)."""
         return f"{self.prefix}:lease:{district}"
+
+    def lease_fence(self, district: str) -> str:
+        """The counter that numbers acquisitions of a district's lease (its fencing token)."""
+        return f"{self.prefix}:lease:{district}:fence"

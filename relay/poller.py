@@ -19,6 +19,7 @@ if Clever has a newer event than the cursor yet returns nothing after it, the cu
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,10 +30,11 @@ from redis.exceptions import RedisError
 from relay.backoff import Backoff, sleep_or_stop
 from relay.clever.client import CleverClient, PageTooLarge, Stopped, call_with_retries
 from relay.errors import CleverAuthError, CleverError, CursorLostError, FencedError
+from relay.leases import LeaseRunner, LeaseTable
 from relay.logs import get_logger, register_secret
 from relay.messages import CURSOR_LOST, ControlMessage, encode
 from relay.metrics import CURSOR_AGE, DISTRICT_LAG, DISTRICT_UP, EVENTS_PUBLISHED, POLL_ERRORS
-from relay.publish import Batch, Publisher, build_batches, is_event_id
+from relay.publish import Batch, LeaseLostError, Publisher, build_batches, is_event_id
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -97,7 +99,9 @@ class DistrictPoller:
         self.name = f"poller:{district.id}"
         self.limit = cfg.clever.page_limit
         self.cursor: str | None = None
-        self.state = "starting"
+        self.state = "not_held"
+        self.lease: str | None = None
+        self.lease_lost = False
         self.last_error: str | None = None
         self.last_error_at: float | None = None
         self._synced = False
@@ -111,15 +115,23 @@ class DistrictPoller:
         """State for /status: no token, nothing that needs Redis."""
         return {
             "state": self.state,
+            "leased": self.lease is not None,
             "cursor": self.cursor,
             "page_limit": self.limit,
             "last_error": self.last_error,
             "last_error_at": self.last_error_at,
         }
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Poll until ``stop`` is set (or the cursor is lost in ``fail`` mode); never raises."""
+    async def run(self, stop: asyncio.Event, *, lease: str | None = None) -> None:
+        """Poll until ``stop`` is set (or the cursor is lost in ``fail`` mode); never raises.
+
+        Every publish carries ``lease`` (the held district lease value) for the fencing check;
+        a refused lease ends the run with ``lease_lost`` set. A run always starts from the
+        stored cursor: another replica may have moved it since this one last polled.
+        """
         self._stop = stop
+        self.lease, self.lease_lost = lease, False
+        self._synced, self.state = False, "starting"
         c = self.cfg.clever
         deadline_s = c.request_timeout_s + c.poll_interval_s + c.max_backoff_s + RATE_WINDOW_S
         self.health.register(self.name, deadline_s=deadline_s + HEALTH_MARGIN_S)
@@ -129,7 +141,8 @@ class DistrictPoller:
         finally:
             self._drop_prefetch()
             self.health.unregister(self.name)
-            if self.state != "cursor_lost":
+            self.lease = None
+            if self.state not in ("cursor_lost", "lease_lost"):
                 self.state = "stopped"
             log.info("district_stopped", district=self.id, cursor=self.cursor, state=self.state)
 
@@ -140,7 +153,8 @@ class DistrictPoller:
                 if not self._synced:
                     await self._sync_cursor()
                 await self._step()
-            except Stopped:
+            except (Stopped, LeaseLostError) as exc:
+                self._ended(exc)
                 return
             except CleverAuthError as exc:
                 await self._unauthorized(exc)
@@ -156,6 +170,12 @@ class DistrictPoller:
             except Exception as exc:  # the loop boundary: log, wait, carry on (STYLE §7)
                 log.exception("poll_loop_failed", district=self.id, error=repr(exc))
                 await self._resync(exc)
+
+    def _ended(self, exc: Exception) -> None:
+        """The loop ends: asked to stop, or another replica holds the lease now."""
+        if isinstance(exc, LeaseLostError):
+            self.state, self.lease_lost = "lease_lost", True
+            log.warning("district_lease_lost", district=self.id, holder=exc.holder)
 
     async def _resync(self, exc: Exception) -> None:
         """After a Redis error or a refused CAS: wait, then trust only the stored cursor."""
@@ -266,7 +286,7 @@ class DistrictPoller:
 
     async def _publish(self, batch: Batch) -> None:
         """Publish one batch; raises RedisError/FencedError for the loop to resync."""
-        await asyncio.shield(self.publisher.publish(self.id, batch))
+        await asyncio.shield(self.publisher.publish(self.id, batch, lease=self.lease))
         self.cursor = batch.new_cursor
         self._progress_at = time.monotonic()
         if batch.event_count:
@@ -321,7 +341,9 @@ class DistrictPoller:
         )
         new_cursor = resumed if mode == "latest" else exc.cursor
         await self.publisher.publish(
-            self.id, Batch(expected=exc.cursor, new_cursor=new_cursor, control=encode(control))
+            self.id,
+            Batch(expected=exc.cursor, new_cursor=new_cursor, control=encode(control)),
+            lease=self.lease,
         )
         self._record_error("cursor_lost")
         if mode == "fail":
@@ -373,7 +395,13 @@ _background: set[asyncio.Task[None]] = set()
 
 
 class Poller:
-    """Runs one :class:`DistrictPoller` per configured district (``relay`` component ``poller``)."""
+    """Polls the districts whose leases this replica holds (``relay`` component ``poller``).
+
+    Every configured district has a :class:`DistrictPoller`; a :class:`~relay.leases.LeaseRunner`
+    runs exactly those whose lease this replica holds, so N replicas share the districts
+    (issue 8). ``instance`` names the replica in leases and /status (default: ``[relay]
+    instance`` or the host name, as :func:`relay.service.instance_name`).
+    """
 
     name = "poller"
 
@@ -385,6 +413,7 @@ class Poller:
         session: aiohttp.ClientSession,
         health: Health,
         keys: Keys,
+        instance: str | None = None,
     ) -> None:
         publisher = Publisher(
             redis=redis,
@@ -404,15 +433,23 @@ class Poller:
             )
             for d in cfg.clever.districts
         ]
+        self.instance = instance or cfg.relay.instance or socket.gethostname()
+        table = LeaseTable(
+            redis=redis,
+            keys=keys,
+            instance=self.instance,
+            districts=[d.id for d in self.districts],
+            ttl_s=cfg.relay.lease_ttl_s,
+        )
+        work = {d.id: d for d in self.districts}
+        self.leases = LeaseRunner(table=table, work=work, health=health)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Poll every district until ``stop``; returns once each has finished its publish."""
-        async with asyncio.TaskGroup() as group:
-            for district in self.districts:
-                group.create_task(district.run(stop), name=district.name)
+        """Poll held districts until ``stop``; returns once each has finished its publish."""
+        await self.leases.run(stop)
 
     def status(self) -> dict[str, dict[str, object]]:
-        """Per district: state, cursor, page limit, last error (never a token)."""
+        """Per district: state, lease held here, cursor, page limit, last error (no token)."""
         return {d.id: d.status() for d in self.districts}
 
 

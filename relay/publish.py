@@ -7,8 +7,10 @@ events of a page (or chunk), its dead letters, the poll-state hash and the curso
 one script, so Redis applies all of it or none of it. The script first compares the stored
 cursor with the one the poller *expects* (compare-and-set): a second poller on the same
 district, a retry of a publish whose reply was lost, or an operator's ``cursor set`` makes it
-refuse with :class:`~relay.errors.FencedError` instead of writing a duplicate. This is also
-where lease fencing will plug in.
+refuse with :class:`~relay.errors.FencedError` instead of writing a duplicate. Before that,
+when the poller holds a district lease (:mod:`relay.leases`), the script checks that the lease
+still holds the poller's value (fencing token included) and refuses with
+:class:`LeaseLostError` otherwise, so an ex-owner woken from a pause cannot write.
 
 The script is sent with EVALSHA (redis-py ``register_script`` loads it on ``NOSCRIPT``), and
 every key it touches is passed in ``KEYS`` so a hash-tagged prefix keeps them in one Cluster
@@ -36,16 +38,22 @@ if TYPE_CHECKING:
     from relay.keys import Keys
     from relay.messages import EventItem, EventMessage, EventsPage
 
-FIXED_ARGS = 10
+FIXED_ARGS = 11
 """ARGV slots before the per-entry triples (keep in step with the script)."""
 
 _PUBLISH_LUA = """
+if ARGV[11] ~= '' then
+  local lease = redis.call('GET', KEYS[5]) or ''
+  if lease ~= ARGV[11] then
+    return {3, lease}
+  end
+end
 local cur = redis.call('GET', KEYS[1]) or ''
 if cur ~= ARGV[1] then
   return {0, cur}
 end
 local district = ARGV[3]
-local i = 11
+local i = 12
 for _ = 1, tonumber(ARGV[6]) do
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*',
     'id', ARGV[i], 'type', ARGV[i + 1], 'district', district, 'data', ARGV[i + 2])
@@ -83,6 +91,20 @@ return {1, ARGV[2]}
 PUBLISHED = 1
 FENCED = 0
 ALREADY_REPORTED = 2
+LEASE_LOST = 3
+
+
+class LeaseLostError(FencedError):
+    """The district's lease no longer holds this poller's value: another replica owns it now.
+
+    Nothing was written. The poller stops polling the district until it acquires the lease
+    again (issue 8: a paused or partitioned ex-owner must never write).
+    """
+
+    def __init__(self, district: str, holder: str) -> None:
+        super().__init__(f"district {district}: lease is held by {holder or 'nobody'}")
+        self.district = district
+        self.holder = holder
 
 
 @dataclass
@@ -124,14 +146,18 @@ class Publisher:
         self.deadletter_maxlen = str(deadletter_maxlen)
         self._script: AsyncScript = redis.register_script(_PUBLISH_LUA)
 
-    async def publish(self, district: str, batch: Batch) -> bool:
+    async def publish(self, district: str, batch: Batch, *, lease: str | None = None) -> bool:
         """Write ``batch`` atomically if the stored cursor is still ``batch.expected``.
+
+        With ``lease`` (the district lease value this poller holds), the same script first
+        checks that the lease still holds exactly that value: the fencing check.
 
         Returns:
             True when written; False when it was a control entry already written for this
             lost cursor (nothing changed).
 
         Raises:
+            LeaseLostError: ``lease`` is no longer the stored lease (nothing was written).
             FencedError: the stored cursor is not the expected one (nothing was written).
             redis.exceptions.RedisError: the outcome is unknown; re-read the cursor.
         """
@@ -147,17 +173,26 @@ class Publisher:
             batch.newest_created,
             repr(time.time()),
             batch.control,
+            lease or "",
         ]
         args += batch.entries
         args += batch.dead
         started = time.perf_counter()
         code, stored = await self._script(
-            keys=[keys.cursor(district), keys.events, keys.deadletter, keys.poll_state(district)],
+            keys=[
+                keys.cursor(district),
+                keys.events,
+                keys.deadletter,
+                keys.poll_state(district),
+                keys.lease(district),
+            ],
             args=args,
         )
         PUBLISH_SECONDS.observe(time.perf_counter() - started)
+        if code == LEASE_LOST:
+            raise LeaseLostError(district, _text(stored))
         if code == FENCED:
-            found = stored.decode() if isinstance(stored, bytes) else str(stored)
+            found = _text(stored)
             raise FencedError(
                 f"district {district}: cursor is {found or 'unset'}, expected "
                 f"{batch.expected or 'unset'}; not publishing"
@@ -170,6 +205,10 @@ class Publisher:
         if value is None:
             return None
         return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 CHUNK_EVENTS = 1000

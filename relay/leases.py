@@ -1,0 +1,344 @@
+"""District leases: N relay replicas share the configured districts, one poller per district.
+
+Why: one process cannot poll thousands of districts, and a single poller is a single point of
+failure (issue 8). Each district is polled only by the replica holding its lease
+``<p>:lease:<district>``, a string ``"<token>|<instance>|<nonce>"`` with a PX TTL
+(``[relay] lease_ttl_s``) renewed every third of the TTL. ``token`` comes from the counter
+``<p>:lease:<district>:fence``, incremented on every acquisition, so a value is never reused.
+
+Fencing (Kleppmann, "How to do distributed locking"): holding a lease is only a belief. The
+publish script (:mod:`relay.publish`) compares the stored lease value with the poller's inside
+the same Lua call that writes events and cursor, so a paused or partitioned ex-holder whose
+lease was taken over can never write.
+
+Fair share: every replica heartbeats into the sorted set ``<p>:replicas`` (scored by Redis's
+own clock, members older than one TTL dropped), and aims for ``ceil(districts / replicas)``
+leases. It releases only the surplus above that share (after the district's in-flight publish),
+and acquires free leases only while below it, so shares settle without thrashing. A replica
+that dies stops renewing: within about one TTL its leases expire and its heartbeat goes stale,
+the others' shares grow and they pick its districts up at their next tick.
+
+A restarted process that keeps its instance name (a container restart in the same pod, or
+``cfg.relay.instance``) reclaims the leases of its earlier incarnation at start, with a new
+token, instead of waiting for them to expire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import random
+import secrets
+import time
+from typing import TYPE_CHECKING, Protocol
+
+from redis.exceptions import RedisError
+
+from relay.backoff import sleep_or_stop
+from relay.logs import get_logger
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    import redis.asyncio as aioredis
+    from redis.commands.core import AsyncScript
+
+    from relay.health import Health
+    from relay.keys import Keys
+
+log = get_logger("leases")
+_rng = random.SystemRandom()
+"""Jitter and lease choice only need to differ between replicas, not be unpredictable."""
+
+SEPARATOR = "|"
+RENEW_FRACTION = 3
+"""Renew (and heartbeat) every TTL / this, so two renewals may fail before the lease lapses."""
+JITTER = 0.2
+"""Each tick waits the interval times a random factor in 1 ± this, so replicas do not sync up."""
+
+_ACQUIRE = """
+local want = tonumber(ARGV[3])
+local got = {}
+for i = 1, #KEYS, 2 do
+  if #got >= want * 2 then break end
+  local cur = redis.call('GET', KEYS[i])
+  local free = not cur
+  if cur and ARGV[4] ~= '' then
+    local owner = string.match(cur, '^%d+|(.*)$') or ''
+    free = owner ~= ARGV[1] and string.sub(owner, 1, #ARGV[4]) == ARGV[4]
+  end
+  if free then
+    local value = redis.call('INCR', KEYS[i + 1]) .. '|' .. ARGV[1]
+    redis.call('SET', KEYS[i], value, 'PX', ARGV[2])
+    got[#got + 1] = (i + 1) / 2
+    got[#got + 1] = value
+  end
+end
+return got
+"""
+
+_RENEW = """
+local out = {}
+for i = 1, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[i + 1] then
+    redis.call('PEXPIRE', KEYS[i], ARGV[1])
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+end
+return out
+"""
+
+_RELEASE = """
+local n = 0
+for i = 1, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[i] then
+    n = n + redis.call('DEL', KEYS[i])
+  end
+end
+return n
+"""
+
+_HEARTBEAT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+if ARGV[3] == '1' then
+  redis.call('ZADD', KEYS[1], now, ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 10)
+else
+  redis.call('ZREM', KEYS[1], ARGV[1])
+end
+return redis.call('ZCARD', KEYS[1])
+"""
+
+
+def lease_holder(value: bytes | str | None) -> str | None:
+    """The instance name inside a lease value (None for no lease or a malformed one)."""
+    if value is None:
+        return None
+    text = value.decode() if isinstance(value, bytes) else value
+    parts = text.split(SEPARATOR)
+    return SEPARATOR.join(parts[1:-1]) if len(parts) >= 3 else None
+
+
+def fair_share(districts: int, replicas: int) -> int:
+    """How many leases one replica aims for: the ceiling, so the shares always cover all."""
+    return math.ceil(districts / max(1, replicas))
+
+
+class LeaseTable:
+    """The Redis side: this replica's leases, acquired, renewed and released in batches.
+
+    Every script passes all the keys it touches in ``KEYS`` (they share the prefix's hash tag,
+    hence one Cluster slot).
+    """
+
+    def __init__(
+        self,
+        *,
+        redis: aioredis.Redis,
+        keys: Keys,
+        instance: str,
+        districts: list[str],
+        ttl_s: float,
+    ) -> None:
+        self.keys = keys
+        self.instance = instance
+        self.owner = f"{instance}{SEPARATOR}{secrets.token_hex(6)}"
+        self.districts = list(districts)
+        self.ttl_ms = max(1, int(ttl_s * 1000))
+        self.held: dict[str, str] = {}
+        """District id → the lease value this replica holds."""
+        self.renewed_at = time.monotonic()
+        self.replicas = 1
+        self._acquire: AsyncScript = redis.register_script(_ACQUIRE)
+        self._renew: AsyncScript = redis.register_script(_RENEW)
+        self._release: AsyncScript = redis.register_script(_RELEASE)
+        self._heartbeat: AsyncScript = redis.register_script(_HEARTBEAT)
+
+    @property
+    def target(self) -> int:
+        """This replica's fair share at the last heartbeat."""
+        return fair_share(len(self.districts), self.replicas)
+
+    async def heartbeat(self, *, alive: bool = True) -> int:
+        """Register (``alive=False``: remove) this replica; returns the live replica count."""
+        count = await self._heartbeat(
+            keys=[self.keys.replicas], args=[self.owner, self.ttl_ms, "1" if alive else "0"]
+        )
+        self.replicas = max(1, int(count))
+        return self.replicas
+
+    async def acquire(self, want: int, *, reclaim: bool = False) -> list[str]:
+        """Take up to ``want`` free leases (random order); returns the districts now held.
+
+        With ``reclaim``, leases held by an earlier process of the same instance name count as
+        free (they get a new token, which fences that process if it is still alive).
+        """
+        candidates = [d for d in self.districts if d not in self.held]
+        _rng.shuffle(candidates)
+        if want <= 0 or not candidates:
+            return []
+        keys: list[str] = []
+        for district in candidates:
+            lease = self.keys.lease(district)
+            keys += [lease, self.keys.lease_fence(district)]
+        reclaim_prefix = f"{self.instance}{SEPARATOR}" if reclaim else ""
+        got = await self._acquire(keys=keys, args=[self.owner, self.ttl_ms, want, reclaim_prefix])
+        acquired = []
+        for index, value in zip(got[::2], got[1::2], strict=True):
+            district = candidates[int(index) - 1]
+            self.held[district] = value.decode() if isinstance(value, bytes) else str(value)
+            acquired.append(district)
+        return acquired
+
+    async def renew(self) -> list[str]:
+        """Extend every held lease; returns (and forgets) the ones someone else holds now.
+
+        When renewals have failed (Redis away) for a whole TTL, every lease is presumed lost.
+        """
+        if not self.held:
+            self.renewed_at = time.monotonic()
+            return []
+        districts = list(self.held)
+        try:
+            results = await self._renew(
+                keys=[self.keys.lease(d) for d in districts],
+                args=[self.ttl_ms, *(self.held[d] for d in districts)],
+            )
+        except RedisError:
+            if time.monotonic() - self.renewed_at < self.ttl_ms / 1000:
+                raise
+            lost = districts
+        else:
+            self.renewed_at = time.monotonic()
+            lost = [d for d, ok in zip(districts, results, strict=True) if int(ok) != 1]
+        for district in lost:
+            self.held.pop(district, None)
+        return lost
+
+    async def release(self, districts: list[str]) -> None:
+        """Give leases up at once so another replica need not wait for the TTL."""
+        values = [(d, self.held.pop(d)) for d in districts if d in self.held]
+        if values:
+            await self._release(
+                keys=[self.keys.lease(d) for d, _ in values], args=[v for _, v in values]
+            )
+
+    def forget(self, district: str) -> None:
+        """Drop a lease a publish found fenced (someone else holds it now)."""
+        self.held.pop(district, None)
+
+
+class LeasedWork(Protocol):
+    """What the runner starts for a held district (the district's poll loop)."""
+
+    id: str
+
+    async def run(self, stop: asyncio.Event, *, lease: str | None = None) -> None:
+        """Work until ``stop`` is set or the lease is found lost; never raises."""
+
+    @property
+    def lease_lost(self) -> bool:
+        """True when the last run ended because a fenced write found the lease taken."""
+
+
+class LeaseRunner:
+    """Runs the work of exactly the districts whose leases this replica holds.
+
+    Args:
+        table: the lease table of this replica.
+        work: one runnable per configured district, by district id.
+        health: heartbeats of the lease loop (``poller:leases``).
+    """
+
+    name = "poller:leases"
+
+    def __init__(
+        self, *, table: LeaseTable, work: Mapping[str, LeasedWork], health: Health
+    ) -> None:
+        self.table = table
+        self.work = work
+        self.health = health
+        self._tasks: dict[str, tuple[asyncio.Event, asyncio.Task[None]]] = {}
+        self._stop = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Tick (heartbeat, renew, rebalance) until ``stop``; then stop all work and release."""
+        self._stop = stop
+        interval_s = self.table.ttl_ms / 1000 / RENEW_FRACTION
+        self.health.register(self.name, deadline_s=max(30.0, 10 * interval_s))
+        first = True
+        try:
+            while not stop.is_set():
+                self.health.tick(self.name)
+                try:
+                    await self.tick(reclaim=first)
+                    first = False
+                except RedisError as exc:
+                    log.warning("lease_tick_failed", error=repr(exc))
+                wait_s = interval_s * _rng.uniform(1 - JITTER, 1 + JITTER)
+                await sleep_or_stop(wait_s, stop)
+        finally:
+            await self._shutdown()
+
+    async def tick(self, *, reclaim: bool = False) -> None:
+        """One round: heartbeat, renew, then give up the surplus or take free districts."""
+        table = self.table
+        await table.heartbeat()
+        for district in await table.renew():
+            log.warning("lease_lost", district=district, instance=table.instance)
+            await self._halt([district])
+        self._reap()
+        surplus = len(table.held) - table.target
+        if surplus > 0:
+            extra = _rng.sample(sorted(table.held), surplus)
+            log.info("lease_rebalance_release", districts=extra, target=table.target)
+            await self._halt(extra)
+            await table.release(extra)
+        elif surplus < 0:
+            for district in await table.acquire(-surplus, reclaim=reclaim):
+                self._start(district)
+
+    def holding(self) -> list[str]:
+        """The districts this replica holds leases for, sorted."""
+        return sorted(self.table.held)
+
+    def _start(self, district: str) -> None:
+        lease = self.table.held[district]
+        log.info("lease_acquired", district=district, token=lease.split(SEPARATOR, 1)[0])
+        stop = asyncio.Event()
+        task = asyncio.create_task(
+            self.work[district].run(stop, lease=lease), name=f"poller:{district}"
+        )
+        self._tasks[district] = (stop, task)
+
+    def _reap(self) -> None:
+        """Forget leases whose work found them fenced; keep the others (a parked district)."""
+        for district, (_, task) in list(self._tasks.items()):
+            if task.done():
+                del self._tasks[district]
+                if self.work[district].lease_lost:
+                    self.table.forget(district)
+
+    async def _halt(self, districts: list[str]) -> None:
+        """Stop the work of ``districts`` and wait for their in-flight publishes."""
+        running = []
+        for district in districts:
+            entry = self._tasks.pop(district, None)
+            if entry is not None:
+                entry[0].set()
+                running.append(entry[1])
+        if running:
+            await asyncio.wait(running)
+
+    async def _shutdown(self) -> None:
+        """Stop every district, then release leases and leave the replica set (best effort)."""
+        self.health.unregister(self.name)
+        await asyncio.shield(self._halt(list(self._tasks)))
+        with contextlib.suppress(RedisError, OSError):
+            await self.table.release(list(self.table.held))
+            await self.table.heartbeat(alive=False)
