@@ -1,0 +1,180 @@
+"""``GET /v2.0/events``, ``/v2.1/events`` and ``/v2.1/events/{id}`` from the district's index.
+
+Without filters a page is one ``XRANGE`` on ``<base>:events`` (entry ids mirror legacy ids, see
+:func:`relay.v2api.keys.stream_id`). ``record_type`` merges the per-type index streams (each
+read at most ``limit`` entries), ``school`` reads that school's index stream (filtered by type
+when both are given); then the events' JSON comes from ``<base>:events`` by entry id, in one
+pipeline. No request reads more than a page's worth per index, so none scans the district.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from relay.v2api.keys import legacy_id_of, stream_id
+from relay.v2api.paging import (
+    LAST,
+    Page,
+    PageError,
+    error_response,
+    item,
+    links,
+    list_response,
+    one_response,
+    parse_page,
+    self_link,
+)
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+    from aiohttp import web
+
+    from relay.v2api.context import V2Context
+    from relay.v2api.keys import ReadModelKeys
+
+RECORD_TYPES = (
+    "students",
+    "teachers",
+    "contacts",
+    "districtadmins",
+    "schooladmins",
+    "sections",
+    "schools",
+    "districts",
+    "courses",
+    "terms",
+)
+ALIASES = {"district_admins": "districtadmins", "school_admins": "schooladmins"}
+SCAN_CHUNK = 1000
+"""Entries read per round while filtering a school's index by record type."""
+
+
+def _sort_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq)
+
+
+def _bounds(page: Page) -> tuple[str, str]:
+    """``(lo, hi)`` for XRANGE from the page's legacy ids (exclusive)."""
+    try:
+        lo = "-" if page.starting_after is None else "(" + stream_id(page.starting_after)
+        hi = "+"
+        if page.ending_before is not None and page.ending_before != LAST:
+            hi = "(" + stream_id(page.ending_before)
+    except ValueError:
+        raise PageError(400, "starting_after and ending_before must be event ids") from None
+    return lo, hi
+
+
+def _record_types(request: web.Request) -> frozenset[str] | None:
+    """The requested record types (aliases resolved); None for all."""
+    given = request.query.getall("record_type", [])
+    if not given:
+        return None
+    types = frozenset(ALIASES.get(value, value) for value in given)
+    unknown = sorted(types - set(RECORD_TYPES))
+    if unknown:
+        raise PageError(400, f"unknown record_type: {', '.join(unknown)}")
+    return None if len(types) == len(RECORD_TYPES) else types
+
+
+async def _range(
+    redis: aioredis.Redis, key: str, lo: str, hi: str, count: int, *, backward: bool
+) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    # redis-py types stream replies loosely; without decode_responses they are bytes.
+    entries: Any
+    if backward:
+        entries = await redis.xrevrange(key, hi, lo, count=count)
+        entries.reverse()
+    else:
+        entries = await redis.xrange(key, lo, hi, count=count)
+    return list(entries)
+
+
+async def _merged_ids(
+    ctx: V2Context, rk: ReadModelKeys, page: Page, types: frozenset[str]
+) -> list[str]:
+    lo, hi = _bounds(page)
+    async with ctx.redis.pipeline(transaction=False) as pipe:
+        for record_type in sorted(types):
+            key = rk.events_of_type(record_type)
+            if page.backward:
+                _ = pipe.xrevrange(key, hi, lo, count=page.limit)
+            else:
+                _ = pipe.xrange(key, lo, hi, count=page.limit)
+        replies = await pipe.execute()
+    ids = sorted({eid.decode() for reply in replies for eid, _ in reply}, key=_sort_key)
+    return ids[-page.limit :] if page.backward else ids[: page.limit]
+
+
+async def _school_ids(
+    ctx: V2Context, rk: ReadModelKeys, page: Page, school: str, types: frozenset[str] | None
+) -> list[str]:
+    """A school's events (of ``types``), reading its index in chunks until the page is full."""
+    lo, hi = _bounds(page)
+    key = rk.events_of_school(school)
+    found: list[str] = []
+    wanted = None if types is None else {t.encode() for t in types}
+    while len(found) < page.limit:
+        chunk = await _range(ctx.redis, key, lo, hi, SCAN_CHUNK, backward=page.backward)
+        if not chunk:
+            break
+        ordered = list(reversed(chunk)) if page.backward else chunk
+        for eid, fields in ordered:
+            if wanted is None or fields.get(b"r") in wanted:
+                found.append(eid.decode())
+                if len(found) == page.limit:
+                    break
+        edge = "(" + ordered[-1][0].decode()
+        lo, hi = (lo, edge) if page.backward else (edge, hi)
+    return sorted(found, key=_sort_key)
+
+
+async def _events_by_id(
+    ctx: V2Context, rk: ReadModelKeys, ids: list[str]
+) -> list[tuple[str, bytes]]:
+    async with ctx.redis.pipeline(transaction=False) as pipe:
+        for eid in ids:
+            _ = pipe.xrange(rk.events, eid, eid, count=1)
+        replies = await pipe.execute()
+    return [(eid, reply[0][1][b"data"]) for eid, reply in zip(ids, replies, strict=True) if reply]
+
+
+async def _select(
+    ctx: V2Context, rk: ReadModelKeys, page: Page, request: web.Request
+) -> list[tuple[str, bytes]]:
+    types = _record_types(request)
+    school = request.query.get("school") or None
+    if school is not None:
+        return await _events_by_id(ctx, rk, await _school_ids(ctx, rk, page, school, types))
+    if types is not None:
+        return await _events_by_id(ctx, rk, await _merged_ids(ctx, rk, page, types))
+    lo, hi = _bounds(page)
+    entries = await _range(ctx.redis, rk.events, lo, hi, page.limit, backward=page.backward)
+    return [(eid.decode(), fields[b"data"]) for eid, fields in entries]
+
+
+async def list_events(request: web.Request, ctx: V2Context, rk: ReadModelKeys) -> web.Response:
+    """``GET /v2.x/events``: the district's legacy events, Clever's paging and envelope."""
+    page = parse_page(request, ctx.default_limit)
+    version = request.path.split("/")[1]
+    selected = await _select(ctx, rk, page, request)
+    ids = [legacy_id_of(eid) for eid, _ in selected]
+    items = [
+        item(data, f"/{version}/events/{lid}") for lid, (_, data) in zip(ids, selected, strict=True)
+    ]
+    first, last = (ids[0], ids[-1]) if ids else (None, None)
+    return list_response(items, links(request, first, last))
+
+
+async def get_event(request: web.Request, ctx: V2Context, rk: ReadModelKeys) -> web.Response:
+    """``GET /v2.1/events/{id}``: one event, or 404."""
+    event_id = request.match_info["id"]
+    try:
+        eid = stream_id(event_id)
+    except ValueError:
+        return error_response(404, f"event {event_id} not found")
+    found: Any = await ctx.redis.xrange(rk.events, eid, eid, count=1)
+    if not found:
+        return error_response(404, f"event {event_id} not found")
+    return one_response(found[0][1][b"data"], self_link(request))

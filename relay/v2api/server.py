@@ -1,0 +1,44 @@
+"""The v2 API routes, added to the ops server's application (same port, CONTRACT §9).
+
+``add_routes`` is what the service calls when ``"v2api"`` is in ``relay.components``: it
+resolves the client keys (failing fast on a bad one) and registers every endpoint. Handlers
+never scan a district: see :mod:`relay.v2api.events` and :mod:`relay.v2api.data`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from relay.v2api import data, events
+from relay.v2api.auth import Authenticator
+from relay.v2api.context import V2_KEY, V2Context, guarded
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+    from aiohttp import web
+
+    from relay.config import Config
+    from relay.keys import Keys
+
+
+def add_routes(app: web.Application, *, cfg: Config, redis: aioredis.Redis, keys: Keys) -> None:
+    """Register the v2 endpoints on ``app`` (before it starts).
+
+    Raises:
+        ConfigError: a client key cannot be read, is empty, or is a Clever token.
+    """
+    app[V2_KEY] = V2Context(
+        redis=redis,
+        prefix=keys.prefix,
+        default_limit=cfg.v2api.default_limit,
+        auth=Authenticator.from_config(cfg),
+    )
+    collections = "|".join(data.PATHS)
+    router = app.router
+    for version in ("v2.0", "v2.1"):
+        router.add_get(f"/{version}/events", guarded(events.list_events))
+        router.add_get(f"/{version}/events/{{id}}", guarded(events.get_event))
+    base = f"/v2.1/{{collection:{collections}}}"
+    router.add_get(base, guarded(data.list_objects))
+    router.add_get(f"{base}/{{id}}", guarded(data.get_object))
+    router.add_get(f"{base}/{{id}}/{{relation}}", guarded(data.related))
