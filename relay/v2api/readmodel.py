@@ -210,7 +210,7 @@ class ReadModelWriter:
     def __init__(self, redis: aioredis.Redis, *, maxlen: int = 1_000_000) -> None:
         self.redis = redis
         self.maxlen = maxlen
-        self._script = redis.register_script(_APPLY)
+        self.script = redis.register_script(_APPLY)
 
     async def apply(self, ops: list[list[Arg]]) -> None:
         """Apply ``ops`` in order, atomically."""
@@ -219,4 +219,4 @@ class ReadModelWriter:
         args: list[Arg] = [self.maxlen]
         for op in ops:
             args += op
-        await self._script(keys=[], args=args)
+        await self.script(keys=[], args=args)
