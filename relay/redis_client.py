@@ -7,9 +7,11 @@ which back off and resume from what Redis says (cursors, stored positions), neve
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
+from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -25,7 +27,16 @@ SOCKET_TIMEOUT_S = 10.0
 
 
 def create_redis(cfg: RedisSection) -> aioredis.Redis:
-    """A client for ``cfg.url`` with bounded retries; the password is registered as a secret."""
+    """A client for ``cfg.url`` with bounded retries; the password is registered as a secret.
+
+    With ``[redis] cluster = true`` this is a :class:`redis.asyncio.RedisCluster` (the URL names
+    any one node; the others are discovered). The rest of the relay is typed against
+    ``redis.asyncio.Redis`` and uses only what both clients offer for single-slot keys: plain
+    commands, blocking stream reads, EVALSHA scripts whose keys all share the prefix's hash
+    tag, and non-transactional pipelines.
+    """
+    if cfg.cluster:
+        return _create_cluster(cfg)
     client = aioredis.Redis.from_url(
         cfg.url,
         decode_responses=False,
@@ -39,3 +50,24 @@ def create_redis(cfg: RedisSection) -> aioredis.Redis:
     if password:
         logs.register_secret(str(password))
     return client
+
+
+def _create_cluster(cfg: RedisSection) -> aioredis.Redis:
+    """The Cluster client, cast to the annotated type (it is not a subclass of ``Redis``)."""
+    password = urlsplit(cfg.url).password
+    if password:
+        logs.register_secret(unquote(password))
+    client = RedisCluster.from_url(
+        cfg.url,
+        decode_responses=False,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
+        socket_timeout=SOCKET_TIMEOUT_S,
+        socket_connect_timeout=5.0,
+        health_check_interval=int(cfg.health_check_interval_s),
+    )
+    return cast("aioredis.Redis", client)
+
+
+def is_cluster(client: object) -> bool:
+    """True for a Redis Cluster client (for code that must treat the two differently)."""
+    return isinstance(client, RedisCluster)
