@@ -137,6 +137,18 @@ async def publish(redis: aioredis.Redis, district: str, events: list[dict[str, A
     return ids
 
 
+async def publish_raw(redis: aioredis.Redis, items: list[tuple[str, bytes]]) -> None:
+    """XADD raw Clever events (district, JSON) normalized the way the poller does."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for district, raw in items:
+            msg = normalize(raw, district)
+            _ = pipe.xadd(
+                KEYS.events,
+                {"id": msg.id, "type": msg.type, "district": district, "data": encode(msg)},
+            )
+        await pipe.execute()
+
+
 async def publish_control(redis: aioredis.Redis, district: str) -> str:
     """XADD a ``relay.cursor_lost`` control entry."""
     data = json.dumps(
