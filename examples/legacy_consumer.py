@@ -1,0 +1,102 @@
+"""A legacy v2 consumer reading the relay's legacy streams with a Redis consumer group.
+
+Run it beside a relay (or ``clever-relay demo``)::
+
+    python examples/legacy_consumer.py --redis redis://127.0.0.1:6379/0 --prefix clever \\
+        --group my-app --consumer worker-1 students teachers
+
+It creates the group if needed, first re-reads its own unacknowledged entries (after a crash),
+then blocks for new ones, handles each v2 event, and acknowledges it. Handling is idempotent on
+the legacy ``id`` (each is unique and stable), which turns the group's at-least-once delivery
+into effectively-once processing. Stop it with Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+
+class V2Data(msgspec.Struct, frozen=True):
+    """``data`` of a v2 event: the object and, on updates, the previous values."""
+
+    object: dict[str, Any]
+    previous_attributes: dict[str, Any] | None = None
+
+
+class V2Event(msgspec.Struct, frozen=True):
+    """One v2 event as Clever's v2.1 Events API served it."""
+
+    id: str
+    type: str
+    created: str
+    data: V2Data
+
+
+_decoder = msgspec.json.Decoder(V2Event)
+
+
+async def ensure_group(redis: aioredis.Redis, stream: str, group: str) -> None:
+    """Create the consumer group at the start of the stream unless it exists."""
+    try:
+        await redis.xgroup_create(stream, group, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+def handle(event: V2Event, seen: set[str]) -> None:
+    """Apply one v2 event (here: print it); skipping ids already applied makes replays harmless."""
+    if event.id in seen:
+        return
+    seen.add(event.id)
+    name = event.data.object.get("name")
+    changed = sorted(event.data.previous_attributes or {})
+    print(f"{event.id} {event.type:<24} {event.data.object.get('id')} {name!r} changed={changed}")
+
+
+async def consume(args: argparse.Namespace) -> None:
+    """Read the chosen legacy streams until cancelled."""
+    redis = aioredis.Redis.from_url(args.redis)
+    streams = [f"{args.prefix}:legacy:{record_type}" for record_type in args.record_types]
+    seen: set[str] = set()  # a real consumer keeps this in its own database
+    try:
+        for stream in streams:
+            await ensure_group(redis, stream, args.group)
+        # "0": this consumer's pending entries first (after a crash), then ">" for new ones.
+        positions: dict[Any, Any] = dict.fromkeys(streams, "0")
+        while True:
+            reply: Any = await redis.xreadgroup(
+                args.group, args.consumer, positions, count=100, block=5000
+            )
+            for raw_stream, entries in reply or []:
+                stream = raw_stream.decode()
+                if not entries:
+                    positions[stream] = ">"  # no pending entries left: read new ones
+                for entry_id, fields in entries:
+                    handle(_decoder.decode(fields[b"data"]), seen)
+                    await redis.xack(stream, args.group, entry_id)
+    finally:
+        await redis.aclose()
+
+
+def main() -> None:
+    """Parse the command line and consume until Ctrl-C."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--prefix", default="clever")
+    parser.add_argument("--group", default="legacy-example")
+    parser.add_argument("--consumer", default="worker-1")
+    parser.add_argument("record_types", nargs="*", default=["students", "teachers", "contacts"])
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(consume(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
