@@ -31,7 +31,13 @@ class Verdict:
     bucket: str
 
     def headers(self) -> dict[str, str]:
-        """The ``X-RateLimit-*`` headers Clever sends."""
+        """The ``X-RateLimit-*`` headers Clever sends; none when the limit is off (0).
+
+        Sending ``Remaining: 0`` for an unlimited simulator would make a well-behaved client
+        wait for every window to reset.
+        """
+        if self.limit <= 0:
+            return {}
         return {
             "X-RateLimit-Limit": str(self.limit),
             "X-RateLimit-Remaining": str(self.remaining),
