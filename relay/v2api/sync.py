@@ -217,7 +217,7 @@ class DistrictSync:
                 args: list[Arg] = [self.writer.maxlen]
                 for op in ops:
                     args += op
-                _ = self.writer.script(keys=[], args=args, client=pipe)
+                await self.writer.script(keys=[], args=args, client=pipe)
             for rt, ids in seen.items():
                 _ = pipe.zadd(self.rk.sync_seen(rt), dict.fromkeys(ids, 0))
             if learned:
