@@ -7,11 +7,14 @@ import contextlib
 import time
 from typing import TYPE_CHECKING
 
+import msgspec
 import pytest
 
+from relay.config import validate
 from relay.health import Health
 from relay.keys import Keys
 from relay.leases import LeaseRunner, LeaseTable, fair_share, lease_holder
+from relay.ops.status import StatusSource
 from relay.publish import Batch, LeaseLostError, Publisher
 from tests.test_poller import wait_for
 
@@ -200,3 +203,25 @@ class TestLeaseRunner:
                 assert shares(both) == [6, 6]
                 after = [await redis_client.get(KEYS.lease_fence(d)) for d in DISTRICTS]
                 assert after == tokens
+
+
+class TestStatusLeases:
+    """``/status`` shows which replica holds which district."""
+
+    async def test_status_report_lists_lease_holders(
+        self, redis_client: aioredis.Redis, redis_url: str
+    ) -> None:
+        """Held districts map to their replica's instance name; free ones are absent."""
+        cfg = validate(
+            {
+                "relay": {"instance": "here"},
+                "clever": {"districts": [{"id": d, "token": "x"} for d in ("d1", "d2", "d3")]},
+                "redis": {"url": redis_url, "prefix": "t"},
+            }
+        )
+        await table(redis_client, "pod-a", ["d1"]).acquire(1)
+        await table(redis_client, "pod-b", ["d3"]).acquire(1)
+        source = StatusSource(cfg=cfg, redis=redis_client, health=Health())
+        report = await source.report()
+        assert report.leases == {"d1": "pod-a", "d3": "pod-b"}
+        assert msgspec.to_builtins(report)["leases"] == {"d1": "pod-a", "d3": "pod-b"}

@@ -24,6 +24,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from relay import __version__
 from relay.keys import Keys
+from relay.leases import lease_holder
 from relay.metrics import DISTRICT_LAG, REGISTRY, TRANSLATOR_LAG, TRANSLATOR_PENDING
 
 if TYPE_CHECKING:
@@ -103,7 +104,7 @@ class LoopStatus(msgspec.Struct, frozen=True, kw_only=True):
     deadline_s: float
 
 
-class StatusReport(msgspec.Struct, frozen=True, kw_only=True):
+class StatusReport(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """The ``/status`` document (CONTRACT §7)."""
 
     instance: str
@@ -123,12 +124,17 @@ class StatusReport(msgspec.Struct, frozen=True, kw_only=True):
     streams: dict[str, int]
     """XLEN by full key name, e.g. ``clever:legacy:students``."""
     translator: GroupStatus | None
+    leases: dict[str, str] = msgspec.field(default_factory=dict)
+    """District id → the replica (instance name) whose lease lets it poll that district now;
+    districts nobody holds are absent, and so is the whole section when nobody holds any
+    (scale-out, ``<p>:lease:<district>``)."""
 
 
 class _Snapshot(msgspec.Struct, frozen=True, kw_only=True):
     districts: list[DistrictStatus]
     streams: dict[str, int]
     group: GroupStatus
+    leases: dict[str, str]
 
 
 def _text(value: Any) -> str:
@@ -234,6 +240,7 @@ class StatusSource:
             districts=snapshot.districts if snapshot else [],
             streams=snapshot.streams if snapshot else {},
             translator=snapshot.group if snapshot else None,
+            leases=snapshot.leases if snapshot else {},
         )
 
     async def refresh_metrics(self) -> None:
@@ -261,15 +268,20 @@ class StatusSource:
             _ = pipe.hgetall(keys.poll_state(district))
         for stream in self._streams:
             _ = pipe.xlen(stream)
+        for district in districts:
+            _ = pipe.get(keys.lease(district))
         replies = await pipe.execute()
         now = self._clock()
         statuses = [
             _district(district, replies[2 * i], replies[2 * i + 1], now)
             for i, district in enumerate(districts)
         ]
-        lengths = dict(zip(self._streams, replies[2 * len(districts) :], strict=True))
+        first_lease = 2 * len(districts) + len(self._streams)
+        lengths = dict(zip(self._streams, replies[2 * len(districts) : first_lease], strict=True))
+        holders = zip(districts, map(lease_holder, replies[first_lease:]), strict=True)
+        leases = {district: holder for district, holder in holders if holder is not None}
         group = await self._group(lengths[keys.events])
-        return _Snapshot(districts=statuses, streams=lengths, group=group)
+        return _Snapshot(districts=statuses, streams=lengths, group=group, leases=leases)
 
     async def _group(self, events_length: int) -> GroupStatus:
         """The translator group from XINFO GROUPS; absent stream or group means nothing read."""
