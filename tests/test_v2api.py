@@ -63,6 +63,7 @@ def make_cfg(redis_url: str, sim: RunningSimulator) -> Config:
             "clever": {
                 "base_url": sim.base_url,
                 "max_backoff_s": 0.2,
+                "poll_interval_s": 0.1,
                 "districts": [{"id": d.id, "token": d.token} for d in sim.world.districts],
             },
             "v2api": {
@@ -71,6 +72,7 @@ def make_cfg(redis_url: str, sim: RunningSimulator) -> Config:
                     for i, d in enumerate(sim.world.districts)
                 ]
             },
+            "legacy": {"block_ms": 50, "lease_ttl_s": 1.0},
             "log": {"level": "warning"},
         }
     )
