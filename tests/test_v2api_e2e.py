@@ -104,7 +104,8 @@ async def district_legacy_events(redis: aioredis.Redis, district: str) -> list[d
     """Every legacy event of ``district`` across the legacy streams, in legacy id order."""
     found: list[tuple[str, bytes]] = []
     for rt in LEGACY_RECORD_TYPES:
-        for _, fields in await redis.xrange(f"{PREFIX}:legacy:{rt}"):
+        entries: Any = await redis.xrange(f"{PREFIX}:legacy:{rt}")
+        for _, fields in entries:
             if fields[b"district"].decode() == district:
                 found.append((fields[b"id"].decode(), fields[b"data"]))
     return [msgspec.json.decode(data) for _, data in sorted(found)]
