@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import msgspec
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -29,9 +31,27 @@ if TYPE_CHECKING:
 FENCED = -1
 """What :meth:`Store.commit` returns when the lease is no longer ours."""
 
+# The batch travels as ONE script argument: a MessagePack array (``cmsgpack.unpack``, built
+# into Redis' Lua since 2.6) instead of one argument per field. redis-py encodes and
+# length-prefixes every argument in Python, which cost more than translating the events did.
+#
+# Layout of the array (see :class:`BatchWrite`; KEYS[k] are resolved by index):
+#
+#   per source entry:  <stream id> <n ops> <op> ... <op>
+#   ops:
+#     'X' k id type district source data   XADD KEYS[k] MAXLEN ~ legacy_max * (legacy event)
+#     'H' k field value                    HSET KEYS[k] field value
+#     'D' k field                          HDEL KEYS[k] field
+#     'L' reason detail district source data   XADD <p>:deadletter (this source entry)
+#     'C' n cmd k arg1 .. arg(n-2)         redis.call(cmd, KEYS[k], arg1, ..): any other write
+#
+# Ops of an entry at or below the stored position are skipped (effectively once); every entry
+# is acknowledged. To add a write, prefer 'C' (BatchWrite.command); add a dedicated op only if
+# it is hot enough for its packing to matter.
 _COMMIT = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 local group, legacy_max, dl_max = ARGV[2], ARGV[3], ARGV[4]
+local ops = cmsgpack.unpack(ARGV[5])
 local function split(sid)
   local d = string.find(sid, '-', 1, true)
   return tonumber(string.sub(sid, 1, d - 1)), tonumber(string.sub(sid, d + 1))
@@ -39,34 +59,42 @@ end
 local pms, pseq = -1, -1
 local pos = redis.call('GET', KEYS[2])
 if pos then pms, pseq = split(pos) end
-local i, applied, last, ids = 6, 0, nil, {}
-for _ = 1, tonumber(ARGV[5]) do
-  local sid, nops = ARGV[i], tonumber(ARGV[i + 1])
+local i, n, applied, last, ids = 1, #ops, 0, nil, {}
+while i <= n do
+  local sid, nops = ops[i], ops[i + 1]
   i = i + 2
   local ms, seq = split(sid)
   local fresh = ms > pms or (ms == pms and seq > pseq)
   for _ = 1, nops do
-    local op = ARGV[i]
+    local op = ops[i]
     if op == 'X' then
       if fresh then
-        redis.call('XADD', KEYS[tonumber(ARGV[i + 1])], 'MAXLEN', '~', legacy_max, '*',
-          'id', ARGV[i + 2], 'type', ARGV[i + 3], 'district', ARGV[i + 4],
-          'source', ARGV[i + 5], 'data', ARGV[i + 6])
+        redis.call('XADD', KEYS[ops[i + 1]], 'MAXLEN', '~', legacy_max, '*',
+          'id', ops[i + 2], 'type', ops[i + 3], 'district', ops[i + 4],
+          'source', ops[i + 5], 'data', ops[i + 6])
       end
       i = i + 7
     elseif op == 'H' then
-      if fresh then redis.call('HSET', KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2], ARGV[i + 3]) end
+      if fresh then redis.call('HSET', KEYS[ops[i + 1]], ops[i + 2], ops[i + 3]) end
       i = i + 4
     elseif op == 'D' then
-      if fresh then redis.call('HDEL', KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2]) end
+      if fresh then redis.call('HDEL', KEYS[ops[i + 1]], ops[i + 2]) end
       i = i + 3
-    else
+    elseif op == 'L' then
       if fresh then
         redis.call('XADD', KEYS[4], 'MAXLEN', '~', dl_max, '*', 'stage', 'translator',
-          'reason', ARGV[i + 1], 'detail', ARGV[i + 2], 'district', ARGV[i + 3],
-          'source', ARGV[i + 4], 'entry', sid, 'data', ARGV[i + 5])
+          'reason', ops[i + 1], 'detail', ops[i + 2], 'district', ops[i + 3],
+          'source', ops[i + 4], 'entry', sid, 'data', ops[i + 5])
       end
       i = i + 6
+    elseif op == 'C' then
+      local nargs = ops[i + 1]
+      if fresh then
+        redis.call(ops[i + 2], KEYS[ops[i + 3]], unpack(ops, i + 4, i + 1 + nargs))
+      end
+      i = i + 2 + nargs
+    else
+      return redis.error_reply('unknown batch op ' .. tostring(op))
     end
   end
   if fresh then
@@ -81,14 +109,40 @@ end
 return applied
 """
 
+_packer = msgspec.msgpack.Encoder()
+
+
+def blob(data: bytes | msgspec.Raw) -> msgspec.Raw:
+    """``data`` as a MessagePack *str* (Lua's cmsgpack cannot read *bin*; Lua strings are
+    bytes, so any bytes go through unchanged), spliced in without decoding it."""
+    n = len(data)
+    if n < 0x20:
+        head = bytes((0xA0 | n,))
+    elif n < 0x100:
+        head = b"\xd9" + bytes((n,))
+    elif n < 0x10000:
+        head = b"\xda" + n.to_bytes(2, "big")
+    else:
+        head = b"\xdb" + n.to_bytes(4, "big")
+    return msgspec.Raw(b"".join((head, data)))
+
 
 def teachers_key(keys: Keys, district: str) -> str:
     """Hash of teacher v3 user id → v2 legacy id for one district."""
     return f"{keys.prefix}:teachers:{district}"
 
 
+Arg = str | int | msgspec.Raw
+"""One element of the packed op list: text, a count or key index, or a :func:`blob`."""
+
+
 class BatchWrite:
-    """Everything one batch writes, grouped by source entry, ready for the commit script."""
+    """Everything one batch writes, grouped by source entry, as the commit script's op list.
+
+    Each ``begin`` starts a source entry; the write methods append one op each (layout in the
+    comment above ``_COMMIT``). Keys are passed as KEYS (declared, so scripts stay correct on
+    any deployment) and referenced by index from the ops.
+    """
 
     def __init__(self, keys: Keys) -> None:
         self.keys = keys
@@ -99,12 +153,14 @@ class BatchWrite:
             keys.deadletter,
         ]
         self._key_index: dict[str, int] = {name: i + 1 for i, name in enumerate(self.key_names)}
-        self.args: list[bytes | str | int] = []
+        self._legacy_keys: dict[str, int] = {}
+        self.ops: list[Arg] = []
         self.entries = 0
         self.last_id: str | None = None
         self._count_at = -1
 
-    def _key(self, name: str) -> int:
+    def key(self, name: str) -> int:
+        """The KEYS index of ``name``, declaring it on first use."""
         index = self._key_index.get(name)
         if index is None:
             self.key_names.append(name)
@@ -113,16 +169,16 @@ class BatchWrite:
 
     def begin(self, stream_id: str) -> None:
         """Start the operations of source entry ``stream_id`` (entries must come in order)."""
-        self.args += [stream_id, 0]
-        self._count_at = len(self.args) - 1
+        self.ops += (stream_id, 0)
+        self._count_at = len(self.ops) - 1
         self.entries += 1
         self.last_id = stream_id
 
-    def _op(self, *parts: bytes | str | int) -> None:
-        self.args += parts
-        count = self.args[self._count_at]
+    def _op(self, *parts: Arg) -> None:
+        self.ops += parts
+        count = self.ops[self._count_at]
         assert isinstance(count, int)
-        self.args[self._count_at] = count + 1
+        self.ops[self._count_at] = count + 1
 
     def legacy(
         self,
@@ -135,27 +191,41 @@ class BatchWrite:
         data: bytes,
     ) -> None:
         """Append one legacy event to ``<p>:legacy:<record_type>``."""
-        self._op(
-            "X", self._key(self.keys.legacy(record_type)), legacy_id, type_, district, source, data
-        )
+        key = self._legacy_keys.get(record_type)
+        if key is None:
+            key = self._legacy_keys[record_type] = self.key(self.keys.legacy(record_type))
+        self._op("X", key, legacy_id, type_, district, source, blob(data))
 
-    def put_user(self, district: str, user_id: str, user: bytes) -> None:
+    def put_user(self, district: str, user_id: str, user: bytes | msgspec.Raw) -> None:
         """Store the last known v3 user."""
-        self._op("H", self._key(self.keys.users(district)), user_id, user)
+        self._op("H", self.key(self.keys.users(district)), user_id, blob(user))
 
     def drop_user(self, district: str, user_id: str) -> None:
         """Forget a deleted user."""
-        self._op("D", self._key(self.keys.users(district)), user_id)
+        self._op("D", self.key(self.keys.users(district)), user_id)
 
     def put_teacher(self, district: str, user_id: str, legacy_id: str) -> None:
         """Remember a teacher's legacy id."""
-        self._op("H", self._key(teachers_key(self.keys, district)), user_id, legacy_id)
+        self._op("H", self.key(teachers_key(self.keys, district)), user_id, legacy_id)
 
     def dead_letter(
         self, *, reason: str, detail: str, district: str, source: str, data: bytes
     ) -> None:
         """Send the current source entry to ``<p>:deadletter`` instead of translating it."""
-        self._op("L", reason, detail, district, source, data)
+        self._op("L", reason, detail, district, source, blob(data))
+
+    def command(self, name: str, key: str, *args: str | int | bytes) -> None:
+        """Any other write of the current entry: ``redis.call(name, key, *args)`` if fresh.
+
+        The extension point for writes beyond the legacy streams (e.g. read models): the
+        command runs in the same atomic script, fenced and skipped on replay like the rest.
+        """
+        packed = [blob(a) if isinstance(a, bytes) else a for a in args]
+        self._op("C", len(args) + 2, name, self.key(key), *packed)
+
+    def packed(self) -> bytes:
+        """The op list as the script's one MessagePack argument."""
+        return _packer.encode(self.ops)
 
 
 class Store:
@@ -218,12 +288,12 @@ class Store:
 
     async def commit(self, batch: BatchWrite, lease_value: bytes) -> int:
         """Apply ``batch`` atomically; returns entries newly applied, or :data:`FENCED`."""
-        header: list[bytes | str | int] = [
+        args: list[bytes | str | int] = [
             lease_value,
             self.group,
             self.legacy_maxlen,
             self.deadletter_maxlen,
-            batch.entries,
+            batch.packed(),
         ]
-        applied = await self._commit(keys=batch.key_names, args=header + batch.args)
+        applied = await self._commit(keys=batch.key_names, args=args)
         return int(applied)
