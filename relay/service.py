@@ -67,7 +67,16 @@ def build_components(
     if "poller" in cfg.relay.components:
         from relay.poller import Poller
 
-        components.append(Poller(cfg=cfg, redis=redis, session=session, health=health, keys=keys))
+        components.append(
+            Poller(
+                cfg=cfg,
+                redis=redis,
+                session=session,
+                health=health,
+                keys=keys,
+                instance=instance_name(cfg),
+            )
+        )
     if "webhooks" in cfg.relay.components:
         from relay.webhooks.delivery import WebhookDelivery
 
