@@ -6,6 +6,8 @@ them from that one string (with a hash-tagged prefix they stay in one cluster sl
 - ``<base>:obj:<rt>``: hash v2 id → v2.1 object JSON, per v2 record type (``students`` ...
   ``schooladmins``, ``sections``, ``schools``, ``districts``, ``courses``, ``terms``);
 - ``<base>:ids:<rt>``: sorted set of the same ids, score 0, for ``ZRANGEBYLEX`` paging;
+- ``<base>:refs:<rt>``: hash v2 id → the object's references (``<rt>:<id>`` lines), to move
+  it between reverse relations when they change;
 - ``<base>:rel:<rt>:<id>:<member_rt>``: sorted set (score 0) of the ``member_rt`` ids that point
   at object ``<rt>/<id>`` (a school's students, a student's contacts, a teacher's sections ...);
 - ``<base>:events``: stream of the district's legacy events, entry id derived from the legacy

@@ -7,10 +7,12 @@ script (:data:`LUA_FUNCTIONS` + :data:`LUA_DISPATCH`) and in this module's own s
 (:class:`ReadModelWriter`), and so the read model changes in the very Lua call that appends
 the legacy events: it is exactly as fresh as the legacy streams.
 
-The script decodes the new and the stored object (``cjson``) to keep the reverse relations
-(school → students, student → contacts, teacher → sections ...) and the per-school event
-indexes right without the caller knowing the previous state. Event index entries are written
-with ``redis.pcall``: an id at or below a stream's top (a replay) is ignored, never fatal.
+Python extracts each object's references once (:func:`references`, a narrow msgspec decode);
+the script keeps them beside the object (``<base>:refs:<rt>``) and, when they change, moves
+the object between reverse relations (school → students, student → contacts, teacher →
+sections ...), so the caller never needs the previous state and Redis never parses JSON.
+Event index entries are written with ``redis.pcall``: an id at or below a stream's top (a
+replay) is ignored, never fatal.
 """
 
 from __future__ import annotations
@@ -28,98 +30,76 @@ if TYPE_CHECKING:
 
 Arg = bytes | str | int
 
-OP_WIDTH = {"V": 10, "O": 6, "R": 4}
+OP_WIDTH = {"V": 12, "O": 7, "R": 4}
 """Arguments per operation, the op code included."""
 
 LUA_FUNCTIONS = """
-local RM_REFS = {
-  students = {{'schools', 'school'}, {'schools', 'schools'}},
-  teachers = {{'schools', 'school'}, {'schools', 'schools'}},
-  schooladmins = {{'schools', 'schools'}},
-  contacts = {{'students', 'students'}},
-  sections = {{'schools', 'school'}, {'students', 'students'}, {'teachers', 'teacher'},
-              {'teachers', 'teachers'}, {'courses', 'course'}, {'terms', 'term_id'}},
-}
-local function rm_each(v, f)
-  if type(v) == 'string' then f(v)
-  elseif type(v) == 'table' then
-    for _, x in ipairs(v) do if type(x) == 'string' then f(x) end end
-  end
-end
-local function rm_refs(base, rt, o)
+local function rm_lines(text)
   local out = {}
-  local spec = RM_REFS[rt]
-  if spec == nil or type(o) ~= 'table' then return out end
-  for _, s in ipairs(spec) do
-    rm_each(o[s[2]], function(x) out[base .. ':rel:' .. s[1] .. ':' .. x .. ':' .. rt] = true end)
-  end
+  if text then for line in string.gmatch(text, '[^\\n]+') do out[line] = true end end
   return out
 end
-local function rm_put(base, rt, id, json)
-  local okey = base .. ':obj:' .. rt
-  local old = redis.call('HGET', okey, id)
-  if old and json and old == json then return cjson.decode(json) end
-  local before, after, o = {}, {}, nil
-  if old then before = rm_refs(base, rt, cjson.decode(old)) end
+local function rm_put(base, rt, id, json, refs)
+  local rkey = base .. ':refs:' .. rt
+  local old = redis.call('HGET', rkey, id) or ''
   if json then
-    redis.call('HSET', okey, id, json)
+    redis.call('HSET', base .. ':obj:' .. rt, id, json)
     redis.call('ZADD', base .. ':ids:' .. rt, 0, id)
-    o = cjson.decode(json)
-    after = rm_refs(base, rt, o)
-  elseif old then
-    redis.call('HDEL', okey, id)
+  else
+    redis.call('HDEL', base .. ':obj:' .. rt, id)
     redis.call('ZREM', base .. ':ids:' .. rt, id)
-    o = cjson.decode(old)
+    refs = ''
   end
-  for k in pairs(before) do if not after[k] then redis.call('ZREM', k, id) end end
-  for k in pairs(after) do if not before[k] then redis.call('ZADD', k, 0, id) end end
-  return o
+  if old == refs then return end
+  local before, after = rm_lines(old), rm_lines(refs)
+  for k in pairs(before) do
+    if not after[k] then redis.call('ZREM', base .. ':rel:' .. k .. ':' .. rt, id) end
+  end
+  for k in pairs(after) do
+    if not before[k] then redis.call('ZADD', base .. ':rel:' .. k .. ':' .. rt, 0, id) end
+  end
+  if refs == '' then redis.call('HDEL', rkey, id) else redis.call('HSET', rkey, id, refs) end
 end
 local function rm_idmap(base, rt, id, v3)
   if v3 ~= '' then
     redis.call('HSET', base .. ':idmap', rt .. ':' .. id, v3, 'v3:' .. rt .. ':' .. v3, id)
   end
 end
-local function rm_schools(base, rt, id, o)
+local function rm_contact_schools(base, refs)
   local out = {}
-  if type(o) ~= 'table' then return out end
-  if rt == 'schools' then out[id] = true
-  elseif rt == 'contacts' then
-    rm_each(o['students'], function(s)
-      local st = redis.call('HGET', base .. ':obj:students', s)
-      if st then
-        local so = cjson.decode(st)
-        rm_each(so['school'], function(x) out[x] = true end)
-        rm_each(so['schools'], function(x) out[x] = true end)
+  for line in pairs(rm_lines(refs)) do
+    local sid = string.match(line, '^students:(.*)$')
+    if sid then
+      local st = redis.call('HGET', base .. ':refs:students', sid)
+      for l in pairs(rm_lines(st)) do
+        local school = string.match(l, '^schools:(.*)$')
+        if school then out[school] = true end
       end
-    end)
-  else
-    rm_each(o['school'], function(x) out[x] = true end)
-    rm_each(o['schools'], function(x) out[x] = true end)
+    end
   end
   return out
 end
 local function rm_apply(i, maxlen)
   local op, base, rt = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   if op == 'V' then
-    local action, id, json, sid = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
-    local o
-    if action == 'deleted' then o = rm_put(base, rt, id, nil)
-    else o = rm_put(base, rt, id, json) end
-    if o == nil then o = cjson.decode(json) end
-    rm_idmap(base, rt, id, ARGV[i + 9])
+    local id, json, refs, sid = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 8]
+    if ARGV[i + 3] == 'deleted' then json = nil end
+    rm_put(base, rt, id, json, refs)
+    rm_idmap(base, rt, id, ARGV[i + 11])
     local added = redis.pcall('XADD', base .. ':events', 'MAXLEN', '~', maxlen, sid,
-      'type', ARGV[i + 7], 'data', ARGV[i + 8])
+      'type', ARGV[i + 9], 'data', ARGV[i + 10])
     if type(added) == 'table' and added.err then return end
     redis.pcall('XADD', base .. ':events:' .. rt, 'MAXLEN', '~', maxlen, sid, 'r', rt)
-    for s in pairs(rm_schools(base, rt, id, o)) do
+    local schools = rm_lines(ARGV[i + 7])
+    if rt == 'contacts' then schools = rm_contact_schools(base, refs) end
+    for s in pairs(schools) do
       redis.pcall('XADD', base .. ':events:school:' .. s, 'MAXLEN', '~', maxlen, sid, 'r', rt)
     end
   elseif op == 'O' then
-    rm_put(base, rt, ARGV[i + 3], ARGV[i + 4])
-    rm_idmap(base, rt, ARGV[i + 3], ARGV[i + 5])
+    rm_put(base, rt, ARGV[i + 3], ARGV[i + 4], ARGV[i + 5])
+    rm_idmap(base, rt, ARGV[i + 3], ARGV[i + 6])
   else
-    rm_put(base, rt, ARGV[i + 3], nil)
+    rm_put(base, rt, ARGV[i + 3], nil, '')
   end
 end
 """
@@ -133,27 +113,77 @@ local i, maxlen = 2, ARGV[1]
 while i <= #ARGV do
   local op = ARGV[i]
   rm_apply(i, maxlen)
-  if op == 'V' then i = i + 10 elseif op == 'O' then i = i + 6 else i = i + 4 end
+  if op == 'V' then i = i + 12 elseif op == 'O' then i = i + 7 else i = i + 4 end
 end
 return 1
 """
 )
 
+REFS: dict[str, tuple[tuple[str, str], ...]] = {
+    "students": (("schools", "school"), ("schools", "schools")),
+    "teachers": (("schools", "school"), ("schools", "schools")),
+    "schooladmins": (("schools", "schools"),),
+    "contacts": (("students", "students"),),
+    "sections": (
+        ("schools", "school"),
+        ("students", "students"),
+        ("teachers", "teacher"),
+        ("teachers", "teachers"),
+        ("courses", "course"),
+        ("terms", "term_id"),
+    ),
+}
+"""Per record type: (referenced record type, field) pairs that the reverse relations index."""
+SCHOOL_FIELDS = ("school", "schools")
 
-class _Ref(msgspec.Struct, frozen=True):
+
+class _Refs(msgspec.Struct, frozen=True):
+    """The reference fields of any v2 object (others are skipped by the decoder)."""
+
     id: str
+    school: str | None = None
+    schools: list[str] | None = None
+    students: list[str] | None = None
+    teacher: str | None = None
+    teachers: list[str] | None = None
+    course: str | None = None
+    term_id: str | None = None
 
 
-_ref_decoder = msgspec.json.Decoder(_Ref)
+_refs_decoder = msgspec.json.Decoder(_Refs)
 
 
-def object_id(obj: bytes) -> str:
-    """The ``id`` of an encoded v2 object.
+def _values(refs: _Refs, field: str) -> list[str]:
+    value = getattr(refs, field)
+    if isinstance(value, str):
+        return [value] if value else []
+    return [x for x in value or () if x]
+
+
+def references(record_type: str, obj: bytes) -> tuple[str, str, str]:
+    """``(id, refs, schools)`` of an encoded v2 object, as the Lua expects them.
+
+    ``refs``: newline-joined ``<record type>:<id>`` of every object it references (the reverse
+    relations it belongs to); ``schools``: newline-joined school ids its events relate to.
 
     Raises:
-        msgspec.DecodeError: the JSON has no string ``id``.
+        msgspec.DecodeError: the JSON has no string ``id`` or a reference field is malformed.
     """
-    return _ref_decoder.decode(obj).id
+    decoded = _refs_decoder.decode(obj)
+    refs = sorted(
+        {
+            f"{target}:{v}"
+            for target, field in REFS.get(record_type, ())
+            for v in _values(decoded, field)
+        }
+    )
+    if record_type == "schools":
+        schools = [decoded.id]
+    elif record_type in ("students", "teachers", "schooladmins", "sections"):
+        schools = sorted({v for field in SCHOOL_FIELDS for v in _values(decoded, field)})
+    else:
+        schools = []
+    return decoded.id, "\n".join(refs), "\n".join(schools)
 
 
 def event_op(
@@ -177,13 +207,16 @@ def event_op(
     """
     obj = bytes(out.object)
     action = out.type.rpartition(".")[2]
+    object_id, refs, schools = references(out.record_type, obj)
     return [
         "V",
         ReadModelKeys(prefix, district).base,
         out.record_type,
         action,
-        object_id(obj),
+        object_id,
         obj,
+        refs,
+        schools,
         stream_id(legacy_id),
         out.type,
         data,
@@ -196,7 +229,8 @@ def put_op(
 ) -> list[Arg]:
     """The operation that stores one v2 object (as the sync reads it), no event."""
     base = ReadModelKeys(prefix, district).base
-    return ["O", base, record_type, object_id(obj), obj, v3_id or ""]
+    object_id, refs, _ = references(record_type, obj)
+    return ["O", base, record_type, object_id, obj, refs, v3_id or ""]
 
 
 def remove_op(*, prefix: str, district: str, record_type: str, v2_id: str) -> list[Arg]:
