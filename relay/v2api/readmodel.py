@@ -79,32 +79,33 @@ local function rm_contact_schools(base, refs)
   end
   return out
 end
-local function rm_apply(i, maxlen)
-  local op, base, rt = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+local function rm_apply(a, i, maxlen)
+  local op, base, rt = a[i], a[i + 1], a[i + 2]
   if op == 'V' then
-    local id, json, refs, sid = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 8]
-    if ARGV[i + 3] == 'deleted' then json = nil end
+    local id, json, refs, sid = a[i + 4], a[i + 5], a[i + 6], a[i + 8]
+    if a[i + 3] == 'deleted' then json = nil end
     rm_put(base, rt, id, json, refs)
-    rm_idmap(base, rt, id, ARGV[i + 11])
+    rm_idmap(base, rt, id, a[i + 11])
     local added = redis.pcall('XADD', base .. ':events', 'MAXLEN', '~', maxlen, sid,
-      'type', ARGV[i + 9], 'data', ARGV[i + 10])
+      'type', a[i + 9], 'data', a[i + 10])
     if type(added) == 'table' and added.err then return end
     redis.pcall('XADD', base .. ':events:' .. rt, 'MAXLEN', '~', maxlen, sid, 'r', rt)
-    local schools = rm_lines(ARGV[i + 7])
+    local schools = rm_lines(a[i + 7])
     if rt == 'contacts' then schools = rm_contact_schools(base, refs) end
     for s in pairs(schools) do
       redis.pcall('XADD', base .. ':events:school:' .. s, 'MAXLEN', '~', maxlen, sid, 'r', rt)
     end
   elseif op == 'O' then
-    rm_put(base, rt, ARGV[i + 3], ARGV[i + 4], ARGV[i + 5])
-    rm_idmap(base, rt, ARGV[i + 3], ARGV[i + 6])
+    rm_put(base, rt, a[i + 3], a[i + 4], a[i + 5])
+    rm_idmap(base, rt, a[i + 3], a[i + 6])
   else
-    rm_put(base, rt, ARGV[i + 3], nil, '')
+    rm_put(base, rt, a[i + 3], nil, '')
   end
 end
 """
-"""Lua functions to paste before a script's main body; ``rm_apply(i, maxlen)`` applies the
-operation starting at ``ARGV[i]`` (see :data:`OP_WIDTH`)."""
+"""Lua functions to paste before a script's main body; ``rm_apply(a, i, maxlen)`` applies the
+operation starting at ``a[i]`` of the array ``a`` (``ARGV``, or an unpacked op list), see
+:data:`OP_WIDTH`; ``maxlen`` trims the event streams."""
 
 _APPLY = (
     LUA_FUNCTIONS
@@ -112,7 +113,7 @@ _APPLY = (
 local i, maxlen = 2, ARGV[1]
 while i <= #ARGV do
   local op = ARGV[i]
-  rm_apply(i, maxlen)
+  rm_apply(ARGV, i, maxlen)
   if op == 'V' then i = i + 12 elseif op == 'O' then i = i + 7 else i = i + 4 end
 end
 return 1
