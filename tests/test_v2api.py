@@ -319,6 +319,22 @@ class TestSync:
         assert await run_sync(served.cfg, served.district, progress=False) == 0
         assert await redis_client.get(f"{PREFIX}:cursor:{served.district}") == b"0" * 24
 
+    async def test_sync_records_the_v2_to_v3_id_mapping(
+        self, served: Served, redis_client: aioredis.Redis
+    ) -> None:
+        """Every teacher's legacy id maps to its v3 user id, and back."""
+        users = served.sim.world.district(served.district).state["users"].objects
+        teachers = {
+            u["roles"]["teacher"]["legacy_id"]: uid
+            for uid, u in users.items()
+            if "teacher" in (u.get("roles") or {})
+        }
+        rk = ReadModelKeys(PREFIX, served.district)
+        fields = [f"teachers:{legacy}" for legacy in teachers]
+        assert await redis_client.hmget(rk.idmap, fields) == [v.encode() for v in teachers.values()]
+        back = [f"v3:teachers:{uid}" for uid in teachers.values()]
+        assert await redis_client.hmget(rk.idmap, back) == [k.encode() for k in teachers]
+
     async def test_sync_is_idempotent(self, served: Served, redis_client: aioredis.Redis) -> None:
         """A second sync leaves every read-model key exactly as it was."""
         before = await _dump(redis_client)
