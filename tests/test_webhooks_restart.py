@@ -15,6 +15,7 @@ from tests.webhook_support import Feed, Receiver, eventually, groups_ready
 CONFIG = """
 [relay]
 components = ["webhooks"]
+lease_ttl_s = 1.0
 [redis]
 url = "{url}"
 prefix = "t"

@@ -2,14 +2,23 @@
 
 Each endpoint runs its own ingest, delivery and stats loops and its own HTTP connection pool,
 so a slow or failing endpoint never holds up another. See docs/webhooks.md.
+
+Only one replica delivers at a time: the component holds a lease (``<p>:webhooks:lease``) and
+the others stand by, taking over within one lease TTL, so a Deployment with several replicas
+does not send every event once per replica.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import RedisError
+
 from relay import logs
+from relay.translate.lease import Lease
 from relay.webhooks.endpoint import EndpointWorker
 
 if TYPE_CHECKING:
@@ -48,9 +57,70 @@ class WebhookDelivery:
             for endpoint in cfg.webhooks.endpoints
         ]
         self.stats_interval_s = stats_interval_s
+        self.health = health
+        self.lease = Lease(
+            redis,
+            key=f"{keys.prefix}:webhooks:lease",
+            owner=cfg.relay.instance or socket.gethostname(),
+            ttl_s=cfg.relay.lease_ttl_s,
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Deliver until ``stop`` is set; return once the attempts in flight are settled."""
+        """Deliver while holding the lease, stand by otherwise, until ``stop`` is set."""
+        loop_name = "webhooks:lease"
+        self.health.register(loop_name, self.lease.ttl_ms / 1000 * 3 + 30)
+        try:
+            while not stop.is_set():
+                self.health.tick(loop_name)
+                try:
+                    acquired = await self.lease.acquire()
+                except RedisError as exc:
+                    log.warning("webhooks_lease_unavailable", error=type(exc).__name__)
+                    acquired = False
+                if acquired:
+                    log.info("webhooks_active", fence=self.lease.fence)
+                    await self._active(stop, loop_name)
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), self.lease.ttl_ms / 3000)
+        finally:
+            self.health.unregister(loop_name)
+
+    async def _active(self, stop: asyncio.Event, loop_name: str) -> None:
+        """Deliver until ``stop`` is set or the lease is lost, then release it."""
+        inner = asyncio.Event()
+        keeper = asyncio.create_task(
+            self._keep_lease(stop, inner, loop_name), name="webhooks:lease"
+        )
+        try:
+            await self._deliver(inner)
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+            with contextlib.suppress(RedisError):
+                await self.lease.release()
+
+    async def _keep_lease(self, stop: asyncio.Event, inner: asyncio.Event, loop_name: str) -> None:
+        """Renew the lease every third of its TTL; set ``inner`` on stop or when it is lost."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.lease.ttl_ms / 3000)
+            self.health.tick(loop_name)
+            if stop.is_set():
+                break
+            try:
+                renewed = await self.lease.renew()
+            except RedisError:
+                renewed = False
+                self.lease.lost()
+            if not renewed:
+                log.warning("webhooks_lease_lost")
+                break
+        inner.set()
+
+    async def _deliver(self, stop: asyncio.Event) -> None:
+        """Run every endpoint's loops until ``stop``; return once attempts in flight settle."""
         for worker in self.workers:
             worker.sender.open()
         log.info("webhooks_started", endpoints=[w.name for w in self.workers])
@@ -75,5 +145,8 @@ class WebhookDelivery:
             worker.wake.set()
 
     def status(self) -> dict[str, Any]:
-        """Each endpoint's state, for ``/status``."""
-        return {"endpoints": {worker.name: worker.status() for worker in self.workers}}
+        """This replica's role and each endpoint's state, for ``/status``."""
+        return {
+            "role": "active" if self.lease.held else "standby",
+            "endpoints": {worker.name: worker.status() for worker in self.workers},
+        }
