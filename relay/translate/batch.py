@@ -21,11 +21,12 @@ import msgspec
 
 from relay.logs import get_logger
 from relay.messages import CURSOR_LOST, EventMessage
-from relay.translate.ids import legacy_id, parse_stream_id
+from relay.translate.ids import legacy_ids, parse_stream_id
 from relay.translate.rules import (
     TeacherLookupNeeded,
     Translation,
     UntranslatableError,
+    decode_user,
     encode_legacy_event,
     section_teacher_user_ids,
     translate,
@@ -34,6 +35,7 @@ from relay.translate.store import BatchWrite
 
 if TYPE_CHECKING:
     from relay.keys import Keys
+    from relay.translate import v3
     from relay.translate.group import Entry
     from relay.translate.lookup import TeacherLookup
     from relay.translate.store import Store
@@ -44,12 +46,16 @@ SKIP_CONTROL = "control_entry"
 """Skip reason of relay control entries (``relay.cursor_lost``) on the events stream."""
 
 
-class _Ref(msgspec.Struct, frozen=True):
-    id: str
-
-
 _message_decoder = msgspec.json.Decoder(EventMessage)
-_ref_decoder = msgspec.json.Decoder(_Ref)
+
+
+@dataclass(frozen=True, slots=True)
+class _Msg:
+    """An entry's message, decoded once: for ``users.*`` also the v3 user and its id."""
+
+    msg: EventMessage
+    user: v3.User | None
+    user_id: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +79,7 @@ class _Control:
 
 DONE = _Done()
 CONTROL = _Control()
-_Decoded = EventMessage | _Dead | _Done | _Control
+_Decoded = _Msg | _Dead | _Done | _Control
 
 
 @dataclass
@@ -99,30 +105,26 @@ class _State:
     failed: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
-_Result = tuple[EventMessage, Translation] | _Dead | _Done | _Control
+_Result = tuple[_Msg, Translation] | _Dead | _Done | _Control
 
 
 def _after(stream_id: str, position: tuple[int, int] | None) -> bool:
     return position is None or parse_stream_id(stream_id) > position
 
 
-def _user_id(msg: EventMessage) -> str | None:
-    if msg.record_type != "users":
-        return None
-    try:
-        return _ref_decoder.decode(msg.object).id
-    except msgspec.DecodeError:
-        return None
+def _message(msg: EventMessage) -> _Msg:
+    user = decode_user(msg)
+    return _Msg(msg, user, None if user is None else user.id)
 
 
-def _decode(entry: Entry) -> EventMessage | _Dead | _Control:
+def _decode(entry: Entry) -> _Msg | _Dead | _Control:
     """The entry's message, a dead letter if it is unreadable, or :data:`CONTROL`."""
     if entry.fields is None:
         return _Dead("entry_trimmed", "the entry was trimmed from the stream while pending")
     if entry.fields.get(b"type", b"").decode(errors="replace") == CURSOR_LOST:
         return CONTROL
     try:
-        return _message_decoder.decode(entry.fields.get(b"data", b""))
+        return _message(_message_decoder.decode(entry.fields.get(b"data", b"")))
     except msgspec.DecodeError as exc:
         return _Dead("invalid_message", str(exc))
 
@@ -154,9 +156,11 @@ class BatchTranslator:
         """
         outcome = Outcome(BatchWrite(self.keys))
         after = parse_stream_id(position) if position is not None else None
+        if entries and _after(entries[0].stream_id, after):
+            after = None  # entries come in stream order: all of them are after the position
         todo: list[tuple[Entry, _Decoded]] = []
         for entry in entries:
-            if not _after(entry.stream_id, after):
+            if after is not None and not _after(entry.stream_id, after):
                 todo.append((entry, DONE))
                 continue
             times = deliveries.get(entry.stream_id, 0)
@@ -164,7 +168,7 @@ class BatchTranslator:
             if times > self.max_deliveries and not isinstance(decoded, _Dead):
                 decoded = _Dead("max_deliveries", f"delivered {times} times without success")
             todo.append((entry, decoded))
-        state = await self._prefetch([m for _, m in todo if isinstance(m, EventMessage)])
+        state = await self._prefetch([m for _, m in todo if isinstance(m, _Msg)])
         for entry, decoded in todo:
             result = await self._one(decoded, state)
             if isinstance(result, _Wait):
@@ -173,14 +177,15 @@ class BatchTranslator:
             self._record(outcome, entry, result)
         return outcome
 
-    async def _prefetch(self, messages: list[EventMessage]) -> _State:
+    async def _prefetch(self, messages: list[_Msg]) -> _State:
         users: dict[str, list[str]] = {}
         refs: dict[str, list[str]] = {}
-        for msg in messages:
-            user_id = _user_id(msg)
-            if user_id is not None:
-                users.setdefault(msg.district, []).append(user_id)
-            refs.setdefault(msg.district, []).extend(section_teacher_user_ids(msg))
+        for item in messages:
+            msg = item.msg
+            if item.user_id is not None:
+                users.setdefault(msg.district, []).append(item.user_id)
+            elif msg.record_type == "sections":
+                refs.setdefault(msg.district, []).extend(section_teacher_user_ids(msg))
         state = _State(users=await self.store.users(users), teachers={})
         known = await self.store.teachers({d: sorted(set(ids)) for d, ids in refs.items()})
         for (district, uid), legacy in known.items():
@@ -203,10 +208,9 @@ class BatchTranslator:
         await self.store.cache_teachers(district, result.found)
 
     async def _one(self, decoded: _Decoded, state: _State) -> _Result | _Wait:
-        if not isinstance(decoded, EventMessage):
+        if not isinstance(decoded, _Msg):
             return decoded
-        msg = decoded
-        user_id = _user_id(msg)
+        msg, user_id = decoded.msg, decoded.user_id
         teachers = state.teachers.setdefault(msg.district, {})
         for attempt in range(2):
             try:
@@ -215,6 +219,7 @@ class BatchTranslator:
                     previous_user=state.users.get((msg.district, user_id)) if user_id else None,
                     teacher_legacy_ids=teachers,
                     record_types=self.record_types,
+                    user=decoded.user,
                 )
             except UntranslatableError as exc:
                 return _Dead(exc.reason, str(exc))
@@ -229,7 +234,7 @@ class BatchTranslator:
                 log.exception("translation_crashed", event_id=msg.id, type=msg.type)
                 return _Wait(f"internal error: {type(exc).__name__}: {exc}")
             _remember(state, msg, user_id, tr)
-            return (msg, tr)
+            return (decoded, tr)
         return _Wait("teacher ids still unknown after a look-up")
 
     @staticmethod
@@ -260,12 +265,9 @@ class BatchTranslator:
         elif isinstance(result, tuple):
             self._translated(outcome, entry.stream_id, *result)
 
-    def _translated(
-        self, outcome: Outcome, stream_id: str, msg: EventMessage, tr: Translation
-    ) -> None:
-        write = outcome.write
-        for index, out in enumerate(tr.events):
-            lid = legacy_id(stream_id, index)
+    def _translated(self, outcome: Outcome, stream_id: str, item: _Msg, tr: Translation) -> None:
+        write, msg, user_id = outcome.write, item.msg, item.user_id
+        for out, lid in zip(tr.events, legacy_ids(stream_id, len(tr.events)), strict=True):
             write.legacy(
                 out.record_type,
                 legacy_id=lid,
@@ -277,11 +279,10 @@ class BatchTranslator:
             outcome.translated[out.type] += 1
         if tr.skipped is not None:
             outcome.skipped[tr.skipped] += 1
-        user_id = _user_id(msg)
         if user_id is not None and tr.delete_snapshot:
             write.drop_user(msg.district, user_id)
         elif user_id is not None and tr.user_snapshot is not None:
-            write.put_user(msg.district, user_id, bytes(tr.user_snapshot))
+            write.put_user(msg.district, user_id, tr.user_snapshot)
         for uid, legacy in tr.teacher_ids.items():
             write.put_teacher(msg.district, uid, legacy)
 

@@ -50,6 +50,19 @@ def legacy_id(stream_id: str, index: int) -> str:
     return f"{ms:012x}{seq:08x}{index:04x}"
 
 
+def legacy_ids(stream_id: str, count: int) -> list[str]:
+    """``[legacy_id(stream_id, k) for k in range(count)]``, parsing ``stream_id`` once.
+
+    Raises:
+        StreamIdError: as :func:`legacy_id`.
+    """
+    ms, seq = parse_stream_id(stream_id)
+    if ms > MAX_MS or seq > MAX_SEQ or count - 1 > MAX_INDEX:
+        raise StreamIdError(f"stream id {stream_id} / index {count - 1} overflows a legacy id")
+    prefix = f"{ms:012x}{seq:08x}"
+    return [f"{prefix}{index:04x}" for index in range(count)]
+
+
 def stream_id_of(legacy: str) -> tuple[str, int]:
     """The inverse of :func:`legacy_id`: the source stream id and the index (for operators)."""
     return f"{int(legacy[:12], 16)}-{int(legacy[12:20], 16)}", int(legacy[20:], 16)

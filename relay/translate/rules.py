@@ -40,6 +40,7 @@ __all__ = [
     "TeacherLookupNeeded",
     "Translation",
     "UntranslatableError",
+    "decode_user",
     "encode_legacy_event",
     "section_teacher_user_ids",
     "translate",
@@ -104,6 +105,7 @@ def translate(
     previous_user: msgspec.Raw | bytes | None,
     teacher_legacy_ids: Mapping[str, str],
     record_types: frozenset[str],
+    user: v3.User | None = None,
 ) -> Translation:
     """Translate one normalized v3 event into legacy v2 events.
 
@@ -112,13 +114,15 @@ def translate(
         previous_user: the last stored v3 user JSON for ``msg.object``'s id, if any.
         teacher_legacy_ids: v3 user id → teacher legacy id, for sections.
         record_types: the enabled v2 record types (``legacy.record_types``).
+        user: ``msg.object`` already decoded (:func:`decode_user`) by a caller that needed it
+            first; decoded here when None. Saves decoding every user twice.
 
     Raises:
         UntranslatableError: unknown record type or invalid object (dead-letter it).
         TeacherLookupNeeded: a section names teachers missing from ``teacher_legacy_ids``.
     """
     if msg.record_type == "users":
-        return _translate_user(msg, previous_user, record_types)
+        return _translate_user(msg, user or _decode_user(msg.object), previous_user, record_types)
     if msg.record_type in NO_V2_EQUIVALENT:
         return Translation(skipped=SKIP_NO_V2_EQUIVALENT)
     if msg.record_type not in RECORD_MAPPERS:
@@ -172,6 +176,16 @@ def encode_legacy_event(out: LegacyOut, legacy_id: str, created: str) -> bytes:
 # -- users ------------------------------------------------------------------------------------
 
 
+def decode_user(msg: EventMessage) -> v3.User | None:
+    """``msg.object`` as a v3 user for ``users.*`` events; None for others or if invalid."""
+    if msg.record_type != "users":
+        return None
+    try:
+        return _user_decoder.decode(msg.object)
+    except msgspec.DecodeError:
+        return None
+
+
 def _decode_user(raw: bytes) -> v3.User:
     try:
         return _user_decoder.decode(raw)
@@ -206,9 +220,11 @@ def _out(record_type: str, action: str, obj: v2.UserObject, previous: Any = None
 
 
 def _translate_user(
-    msg: EventMessage, previous_user: msgspec.Raw | bytes | None, record_types: frozenset[str]
+    msg: EventMessage,
+    user: v3.User,
+    previous_user: msgspec.Raw | bytes | None,
+    record_types: frozenset[str],
 ) -> Translation:
-    user = _decode_user(msg.object)
     snapshot = _decode_snapshot(previous_user)
     if msg.action == "deleted":
         current = user_objects(user) or _objects(snapshot) or {}
