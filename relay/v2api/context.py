@@ -17,18 +17,20 @@ if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
     from relay.v2api.auth import Authenticator
+    from relay.v2api.pages import PageScripts
 
 log = get_logger("v2api")
 
 
 @dataclass(frozen=True, slots=True)
 class V2Context:
-    """The Redis client, key prefix, default page size and the key checker."""
+    """The Redis client, key prefix, default page size, the key checker and page scripts."""
 
     redis: aioredis.Redis
     prefix: str
     default_limit: int
     auth: Authenticator
+    pages: PageScripts
 
     def keys(self, district: str) -> ReadModelKeys:
         """The read-model keys of ``district``."""

@@ -23,6 +23,7 @@ from relay.v2api.paging import (
     Page,
     error_response,
     item,
+    joined_response,
     links,
     list_response,
     one_response,
@@ -123,16 +124,6 @@ def _lex(page: Page) -> tuple[str, str]:
     return lo, hi
 
 
-async def _zpage(ctx: V2Context, key: str, page: Page) -> list[str]:
-    lo, hi = _lex(page)
-    if page.backward:
-        found: Any = await ctx.redis.zrevrangebylex(key, hi, lo, 0, page.limit)
-        found.reverse()
-    else:
-        found = await ctx.redis.zrangebylex(key, lo, hi, 0, page.limit)
-    return [x.decode() for x in found]
-
-
 async def _objects(ctx: V2Context, key: str, ids: list[str]) -> list[tuple[str, bytes]]:
     if not ids:
         return []
@@ -153,12 +144,30 @@ def _record_type(request: web.Request) -> str:
     return PATHS[request.match_info["collection"]]
 
 
+async def _indexed_page(
+    request: web.Request, ctx: V2Context, page: Page, *, ids_key: str, objects_key: str, member: str
+) -> web.Response:
+    """A page of ``member`` objects whose ids are a sorted set, assembled in Redis."""
+    lo, hi = _lex(page)
+    joined = await ctx.pages.objects(
+        ids_key=ids_key,
+        objects_key=objects_key,
+        lo=lo,
+        hi=hi,
+        limit=page.limit,
+        backward=page.backward,
+        uri_prefix=f"/v2.1/{URL_OF[member]}/",
+    )
+    return joined_response(joined.items, links(request, joined.first, joined.last))
+
+
 async def list_objects(request: web.Request, ctx: V2Context, rk: ReadModelKeys) -> web.Response:
     """``GET /v2.1/<collection>``: one page in v2 id order."""
     page = parse_page(request, ctx.default_limit)
-    record_type = _record_type(request)
-    ids = await _zpage(ctx, rk.ids(record_type), page)
-    return _page_response(request, record_type, await _objects(ctx, rk.objects(record_type), ids))
+    rt = _record_type(request)
+    return await _indexed_page(
+        request, ctx, page, ids_key=rk.ids(rt), objects_key=rk.objects(rt), member=rt
+    )
 
 
 async def get_object(request: web.Request, ctx: V2Context, rk: ReadModelKeys) -> web.Response:
@@ -207,9 +216,11 @@ async def related(request: web.Request, ctx: V2Context, rk: ReadModelKeys) -> we
         return error_response(404, f"{URL_OF[parent]} {object_id} not found")
     page = parse_page(request, ctx.default_limit)
     if relation.kind == "rel":
-        ids = await _zpage(ctx, rk.rel(parent, object_id, relation.member), page)
-        found = await _objects(ctx, rk.objects(relation.member), ids)
-        return _page_response(request, relation.member, found)
+        key = rk.rel(parent, object_id, relation.member)
+        member = relation.member
+        return await _indexed_page(
+            request, ctx, page, ids_key=key, objects_key=rk.objects(member), member=member
+        )
     if relation.kind == "district":
         candidates = {rk.district}
     elif relation.kind == "field":

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from relay.v2api.keys import legacy_id_of, stream_id
+from relay.v2api.keys import stream_id
 from relay.v2api.paging import (
     LAST,
     Page,
     PageError,
     error_response,
-    item,
+    joined_response,
     links,
-    list_response,
     one_response,
     parse_page,
     self_link,
@@ -31,6 +30,7 @@ if TYPE_CHECKING:
 
     from relay.v2api.context import V2Context
     from relay.v2api.keys import ReadModelKeys
+    from relay.v2api.pages import Joined
 
 RECORD_TYPES = (
     "students",
@@ -130,41 +130,29 @@ async def _school_ids(
     return sorted(found, key=_sort_key)
 
 
-async def _events_by_id(
-    ctx: V2Context, rk: ReadModelKeys, ids: list[str]
-) -> list[tuple[str, bytes]]:
-    async with ctx.redis.pipeline(transaction=False) as pipe:
-        for eid in ids:
-            _ = pipe.xrange(rk.events, eid, eid, count=1)
-        replies = await pipe.execute()
-    return [(eid, reply[0][1][b"data"]) for eid, reply in zip(ids, replies, strict=True) if reply]
-
-
 async def _select(
-    ctx: V2Context, rk: ReadModelKeys, page: Page, request: web.Request
-) -> list[tuple[str, bytes]]:
+    ctx: V2Context, rk: ReadModelKeys, page: Page, request: web.Request, prefix: str
+) -> Joined:
     types = _record_types(request)
     school = request.query.get("school") or None
-    if school is not None:
-        return await _events_by_id(ctx, rk, await _school_ids(ctx, rk, page, school, types))
-    if types is not None:
-        return await _events_by_id(ctx, rk, await _merged_ids(ctx, rk, page, types))
+    if school is not None or types is not None:
+        if school is not None:
+            ids = await _school_ids(ctx, rk, page, school, types)
+        else:
+            ids = await _merged_ids(ctx, rk, page, types or frozenset())
+        return await ctx.pages.events_by_id(key=rk.events, entry_ids=ids, uri_prefix=prefix)
     lo, hi = _bounds(page)
-    entries = await _range(ctx.redis, rk.events, lo, hi, page.limit, backward=page.backward)
-    return [(eid.decode(), fields[b"data"]) for eid, fields in entries]
+    return await ctx.pages.events(
+        key=rk.events, lo=lo, hi=hi, limit=page.limit, backward=page.backward, uri_prefix=prefix
+    )
 
 
 async def list_events(request: web.Request, ctx: V2Context, rk: ReadModelKeys) -> web.Response:
     """``GET /v2.x/events``: the district's legacy events, Clever's paging and envelope."""
     page = parse_page(request, ctx.default_limit)
     version = request.path.split("/")[1]
-    selected = await _select(ctx, rk, page, request)
-    ids = [legacy_id_of(eid) for eid, _ in selected]
-    items = [
-        item(data, f"/{version}/events/{lid}") for lid, (_, data) in zip(ids, selected, strict=True)
-    ]
-    first, last = (ids[0], ids[-1]) if ids else (None, None)
-    return list_response(items, links(request, first, last))
+    joined = await _select(ctx, rk, page, request, f"/{version}/events/")
+    return joined_response(joined.items, links(request, joined.first, joined.last))
 
 
 async def get_event(request: web.Request, ctx: V2Context, rk: ReadModelKeys) -> web.Response:

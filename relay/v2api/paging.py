@@ -121,6 +121,12 @@ def list_response(items: list[bytes], links_json: bytes) -> web.Response:
     return web.Response(body=body, content_type="application/json")
 
 
+def joined_response(items: bytes, links_json: bytes) -> web.Response:
+    """``{"data": [...], "links": [...]}`` from items already joined with commas."""
+    body = b'{"data":[' + items + b'],"links":' + links_json + b"}"
+    return web.Response(body=body, content_type="application/json")
+
+
 def one_response(body: bytes, links_json: bytes) -> web.Response:
     """``{"data": <object>, "links": [...]}``."""
     return web.Response(

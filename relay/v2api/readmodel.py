@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 Arg = bytes | str | int
 
-OP_WIDTH = {"V": 12, "O": 7, "R": 4}
+OP_WIDTH = {"V": 13, "O": 7, "R": 4}
 """Arguments per operation, the op code included."""
 
 LUA_FUNCTIONS = """
@@ -87,7 +87,7 @@ local function rm_apply(a, i, maxlen)
     rm_put(base, rt, id, json, refs)
     rm_idmap(base, rt, id, a[i + 11])
     local added = redis.pcall('XADD', base .. ':events', 'MAXLEN', '~', maxlen, sid,
-      'type', a[i + 9], 'data', a[i + 10])
+      'type', a[i + 9], 'data', a[i + 10], 'id', a[i + 12])
     if type(added) == 'table' and added.err then return end
     redis.pcall('XADD', base .. ':events:' .. rt, 'MAXLEN', '~', maxlen, sid, 'r', rt)
     local schools = rm_lines(a[i + 7])
@@ -114,7 +114,7 @@ local i, maxlen = 2, ARGV[1]
 while i <= #ARGV do
   local op = ARGV[i]
   rm_apply(ARGV, i, maxlen)
-  if op == 'V' then i = i + 12 elseif op == 'O' then i = i + 7 else i = i + 4 end
+  if op == 'V' then i = i + 13 elseif op == 'O' then i = i + 7 else i = i + 4 end
 end
 return 1
 """
@@ -222,6 +222,7 @@ def event_op(
         out.type,
         data,
         v3_id or "",
+        legacy_id,
     ]
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from relay.v2api import data, events
 from relay.v2api.auth import Authenticator
 from relay.v2api.context import V2_KEY, V2Context, guarded
+from relay.v2api.pages import PageScripts
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -32,6 +33,7 @@ def add_routes(app: web.Application, *, cfg: Config, redis: aioredis.Redis, keys
         prefix=keys.prefix,
         default_limit=cfg.v2api.default_limit,
         auth=Authenticator.from_config(cfg),
+        pages=PageScripts(redis),
     )
     collections = "|".join(data.PATHS)
     router = app.router
