@@ -13,6 +13,7 @@ import pytest
 from relay.errors import CleverError
 from relay.health import Health
 from relay.translate.consumer import Translator
+from relay.translate.group import NEW, PENDING, Entry, Fenced, GroupReader
 from relay.translate.ids import StreamIdError, legacy_id, stream_id_of
 from relay.translate.lookup import TeacherLookup
 from tests.test_translator_helpers import (
@@ -379,3 +380,40 @@ class TestTranslatorLease:
 
 async def _is(translator: Translator, role: str) -> bool:
     return translator.role == role
+
+
+class TestGroupReader:
+    """The fenced XREADGROUP of the translator's consumer group."""
+
+    async def test_group_reader_read_is_fenced_and_exact(
+        self, redis_client: aioredis.Redis
+    ) -> None:
+        """A wrong lease value reads nothing; the right one gets exact fields, None if trimmed."""
+        reader = GroupReader(
+            redis_client,
+            stream=KEYS.events,
+            lease_key=KEYS.translator_lease,
+            group="g",
+            consumer="c",
+        )
+        await reader.ensure_group("0")
+        first = _text(await redis_client.xadd(KEYS.events, {"type": "t", "data": b"\xff{}"}))
+        second = _text(await redis_client.xadd(KEYS.events, {"type": "u"}))
+        await redis_client.set(KEYS.translator_lease, b"1:me")
+        with pytest.raises(Fenced):
+            await reader.read(b"2:other", NEW, 10)
+        assert (await redis_client.xpending(KEYS.events, "g"))["pending"] == 0
+        entries = await reader.read(b"1:me", NEW, 10)
+        assert entries == [
+            Entry(first, {b"type": b"t", b"data": b"\xff{}"}),
+            Entry(second, {b"type": b"u"}),
+        ]
+        await redis_client.xdel(KEYS.events, first)
+        assert await reader.read(b"1:me", PENDING, 10) == [
+            Entry(first, None),
+            Entry(second, {b"type": b"u"}),
+        ]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,11 +1,14 @@
 """The translator's consumer group on ``<p>:events``: fenced reads, claims, (re)creation.
 
-Reads and claims run inside Lua scripts that first check the lease value: a group hands an
-entry to whichever consumer asks, so a paused ex-holder that woke up after a takeover could
-otherwise take entries into its own pending list while the new holder reads past them, and
-a district's events would be reordered. With the check, after a takeover only the holder can
-take deliveries. Idle waits use a plain ``XREAD BLOCK`` (which takes nothing from the group),
-because blocking commands cannot block inside a script.
+Reads and claims are fenced by the lease value: a group hands an entry to whichever consumer
+asks, so a paused ex-holder that woke up after a takeover could otherwise take entries into its
+own pending list while the new holder reads past them, and a district's events would be
+reordered. With the check, after a takeover only the holder can take deliveries. Claims run in
+a Lua script that checks the value first. Reads use ``WATCH lease; GET lease; MULTI;
+XREADGROUP; EXEC`` instead: equally fenced (EXEC does nothing if the lease key changed after
+the GET), and it spares Redis converting ~500 entries to Lua tables and back on every batch,
+which cost about three times the XREADGROUP itself. Idle waits use a plain ``XREAD BLOCK``
+(which takes nothing from the group), because blocking commands cannot block in a script.
 """
 
 from __future__ import annotations
@@ -13,16 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import ResponseError
+from redis.exceptions import ResponseError, WatchError
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
-
-_READ = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-return redis.call('XREADGROUP', 'GROUP', ARGV[2], ARGV[3], 'COUNT', ARGV[4],
-  'STREAMS', KEYS[2], ARGV[5])
-"""
 
 _CLAIM = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
@@ -58,16 +55,11 @@ def is_nogroup(exc: ResponseError) -> bool:
 
 
 def _entries(reply: Any) -> list[Entry]:
-    """Turn a raw XREADGROUP reply (as a script returns it) into entries."""
+    """Turn redis-py's XREADGROUP reply (``[[stream, [(id, fields | None), ...]]]``) into
+    entries."""
     if not reply:
         return []
-    entries: list[Entry] = []
-    for raw_id, flat in reply[0][1]:
-        fields = None
-        if flat:
-            fields = dict(zip(flat[::2], flat[1::2], strict=True))
-        entries.append(Entry(raw_id.decode(), fields))
-    return entries
+    return [Entry(raw_id.decode(), fields or None) for raw_id, fields in reply[0][1]]
 
 
 class GroupReader:
@@ -81,7 +73,6 @@ class GroupReader:
         self.lease_key = lease_key
         self.group = group
         self.consumer = consumer
-        self._read = redis.register_script(_READ)
         self._claim = redis.register_script(_CLAIM)
 
     async def ensure_group(self, start_id: str) -> bool:
@@ -101,12 +92,16 @@ class GroupReader:
             Fenced: the lease is not held with ``lease_value``.
             ResponseError: e.g. NOGROUP.
         """
-        reply = await self._read(
-            keys=[self.lease_key, self.stream],
-            args=[lease_value, self.group, self.consumer, count, start],
-        )
-        if reply == -1:
-            raise Fenced
+        async with self.redis.pipeline(transaction=True) as pipe:
+            await pipe.watch(self.lease_key)
+            if await pipe.get(self.lease_key) != lease_value:
+                raise Fenced
+            pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+            _ = pipe.xreadgroup(self.group, self.consumer, {self.stream: start}, count=count)
+            try:
+                (reply,) = await pipe.execute()
+            except WatchError:
+                raise Fenced from None
         return _entries(reply)
 
     async def claim_all(self, lease_value: bytes, *, min_idle_ms: int, count: int) -> int:
