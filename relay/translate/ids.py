@@ -60,6 +60,8 @@ def legacy_ids(stream_id: str, count: int) -> list[str]:
     if ms > MAX_MS or seq > MAX_SEQ or count - 1 > MAX_INDEX:
         raise StreamIdError(f"stream id {stream_id} / index {count - 1} overflows a legacy id")
     prefix = f"{ms:012x}{seq:08x}"
+    if count == 1:
+        return [prefix + "0000"]
     return [f"{prefix}{index:04x}" for index in range(count)]
 
 

@@ -225,25 +225,10 @@ def _translate_user(
     previous_user: msgspec.Raw | bytes | None,
     record_types: frozenset[str],
 ) -> Translation:
-    snapshot = _decode_snapshot(previous_user)
-    if msg.action == "deleted":
-        current = user_objects(user) or _objects(snapshot) or {}
-        if not current:
-            raise UntranslatableError("unknown_roles", f"deleted user {user.id} has no known roles")
-        events = [_out(rt, "deleted", obj) for rt, obj in current.items()]
-        quiet = SKIP_NO_V2_EQUIVALENT
-    else:
-        current = user_objects(user)
-        if msg.action == "created":
-            events = [_out(rt, "created", obj) for rt, obj in current.items()]
-            quiet = SKIP_NO_V2_EQUIVALENT
-        else:
-            previous = _objects(snapshot if snapshot is not None else _rebuilt(msg))
-            events = _user_updates(previous, current)
-            quiet = SKIP_NO_VISIBLE_CHANGE
+    unchanged = previous_user is not None and bytes(previous_user) == bytes(msg.object)
+    current, events, quiet = _user_events(msg, user, previous_user, unchanged=unchanged)
     teacher = current.get("teachers")
     deleted = msg.action == "deleted"
-    unchanged = previous_user is not None and bytes(previous_user) == bytes(msg.object)
     return _finish(
         events,
         record_types,
@@ -252,6 +237,37 @@ def _translate_user(
         delete_snapshot=deleted,
         teacher_ids={user.id: teacher.id} if teacher is not None and teacher.id else {},
     )
+
+
+def _user_events(
+    msg: EventMessage, user: v3.User, previous_user: msgspec.Raw | bytes | None, *, unchanged: bool
+) -> tuple[dict[str, v2.UserObject], list[LegacyOut], str]:
+    """The user's current v2 objects, its legacy events and the skip reason if there are none.
+
+    The snapshot is decoded only when needed: an update whose user equals the snapshot byte
+    for byte maps to the same v2 objects, so it has no visible change.
+    """
+    if msg.action == "deleted":
+        current = user_objects(user) or _objects(_decode_snapshot(previous_user)) or {}
+        if not current:
+            raise UntranslatableError("unknown_roles", f"deleted user {user.id} has no known roles")
+        return (
+            current,
+            [_out(rt, "deleted", obj) for rt, obj in current.items()],
+            SKIP_NO_V2_EQUIVALENT,
+        )
+    current = user_objects(user)
+    if msg.action == "created":
+        return (
+            current,
+            [_out(rt, "created", obj) for rt, obj in current.items()],
+            SKIP_NO_V2_EQUIVALENT,
+        )
+    if unchanged:
+        return current, [], SKIP_NO_VISIBLE_CHANGE
+    snapshot = _decode_snapshot(previous_user)
+    previous = _objects(snapshot if snapshot is not None else _rebuilt(msg))
+    return current, _user_updates(previous, current), SKIP_NO_VISIBLE_CHANGE
 
 
 def _finish(
