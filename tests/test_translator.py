@@ -16,6 +16,7 @@ from relay.translate.consumer import Translator
 from relay.translate.group import NEW, PENDING, Entry, Fenced, GroupReader
 from relay.translate.ids import StreamIdError, legacy_id, stream_id_of
 from relay.translate.lookup import TeacherLookup
+from relay.translate.store import FENCED, BatchWrite, Store
 from tests.test_translator_helpers import (
     DISTRICT_A,
     DISTRICT_B,
@@ -417,3 +418,25 @@ class TestGroupReader:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+class TestStore:
+    """The translator's atomic batch write."""
+
+    async def test_store_commit_survives_a_flushed_script_cache(
+        self, redis_client: aioredis.Redis
+    ) -> None:
+        """After SCRIPT FLUSH the commit reloads its script and applies the batch once."""
+        store = Store(redis_client, KEYS, group="g", legacy_maxlen=100, deadletter_maxlen=100)
+        await redis_client.set(KEYS.translator_lease, b"1:me")
+        await redis_client.script_flush()
+        write = BatchWrite(KEYS)
+        write.begin("5-1")
+        write.put_teacher(DISTRICT_A, "u1", "t1")
+        write.command("HSET", f"{KEYS.prefix}:extra", "f", b"\xffv")
+        assert await store.commit(write, b"1:me") == 1
+        assert await store.commit(write, b"1:me") == 0
+        assert await store.commit(write, b"2:other") == FENCED
+        assert await redis_client.hgetall(f"{KEYS.prefix}:teachers:{DISTRICT_A}") == {b"u1": b"t1"}
+        assert await redis_client.hgetall(f"{KEYS.prefix}:extra") == {b"f": b"\xffv"}
+        assert await redis_client.get(KEYS.translator_position) == b"5-1"

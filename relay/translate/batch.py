@@ -103,6 +103,20 @@ class _State:
     teachers: dict[str, dict[str, str]]
     missing: dict[tuple[str, str], str] = field(default_factory=dict)
     failed: dict[tuple[str, str], str] = field(default_factory=dict)
+    written: _Carry = field(default_factory=lambda: _Carry({}, {}))
+    """The snapshot and teacher-id writes of this batch (see :class:`_Carry`)."""
+
+
+@dataclass
+class _Carry:
+    """Snapshot and teacher-id writes of a batch whose commit may still be in flight.
+
+    The consumer overlaps a batch's commit with reading and translating the next one, whose
+    HMGETs may then run before that commit: the next batch reads these on top of them.
+    """
+
+    users: dict[tuple[str, str], bytes | None]
+    teachers: dict[tuple[str, str], str]
 
 
 _Result = tuple[_Msg, Translation] | _Dead | _Done | _Control
@@ -129,6 +143,15 @@ def _decode(entry: Entry) -> _Msg | _Dead | _Control:
         return _Dead("invalid_message", str(exc))
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A batch decoded and with its reads done, ready for :meth:`BatchTranslator.finish`."""
+
+    entries: list[Entry]
+    todo: list[tuple[Entry, _Decoded]]
+    state: _State
+
+
 class BatchTranslator:
     """Builds the atomic write of one batch."""
 
@@ -146,6 +169,11 @@ class BatchTranslator:
         self.lookup = lookup
         self.record_types = record_types
         self.max_deliveries = max_deliveries
+        self._carry = _Carry({}, {})
+
+    def forget(self) -> None:
+        """Drop the previous batch's writes: its commit failed, or the lease changed hands."""
+        self._carry = _Carry({}, {})
 
     async def build(
         self, entries: list[Entry], *, deliveries: dict[str, int], position: str | None
@@ -154,7 +182,18 @@ class BatchTranslator:
 
         Entries at or below ``position`` were written before: they are only acknowledged.
         """
-        outcome = Outcome(BatchWrite(self.keys))
+        return await self.finish(
+            await self.prepare(entries, deliveries=deliveries, position=position)
+        )
+
+    async def prepare(
+        self, entries: list[Entry], *, deliveries: dict[str, int], position: str | None
+    ) -> Prepared:
+        """The I/O half of :meth:`build`: decode, read snapshots and teacher ids.
+
+        Prepared on top of the previous batch's writes (even if its commit is not sent yet),
+        so the consumer can read ahead, send that commit, then :meth:`finish` on pure CPU.
+        """
         after = parse_stream_id(position) if position is not None else None
         if entries and _after(entries[0].stream_id, after):
             after = None  # entries come in stream order: all of them are after the position
@@ -169,12 +208,19 @@ class BatchTranslator:
                 decoded = _Dead("max_deliveries", f"delivered {times} times without success")
             todo.append((entry, decoded))
         state = await self._prefetch([m for _, m in todo if isinstance(m, _Msg)])
-        for entry, decoded in todo:
+        return Prepared(entries, todo, state)
+
+    async def finish(self, prepared: Prepared) -> Outcome:
+        """The translating half of :meth:`build` (I/O only for rare teacher look-ups)."""
+        outcome = Outcome(BatchWrite(self.keys))
+        state = prepared.state
+        for entry, decoded in prepared.todo:
             result = await self._one(decoded, state)
             if isinstance(result, _Wait):
                 outcome.waiting, outcome.waiting_entry = result.reason, entry.stream_id
                 break
             self._record(outcome, entry, result)
+        self._carry = state.written
         return outcome
 
     async def _prefetch(self, messages: list[_Msg]) -> _State:
@@ -187,7 +233,9 @@ class BatchTranslator:
             elif msg.record_type == "sections":
                 refs.setdefault(msg.district, []).extend(section_teacher_user_ids(msg))
         state = _State(users=await self.store.users(users), teachers={})
+        state.users.update(self._carry.users)
         known = await self.store.teachers({d: sorted(set(ids)) for d, ids in refs.items()})
+        known.update(self._carry.teachers)
         for (district, uid), legacy in known.items():
             state.teachers.setdefault(district, {})[uid] = legacy
         for district, ids in refs.items():
@@ -290,7 +338,12 @@ class BatchTranslator:
 def _remember(state: _State, msg: EventMessage, user_id: str | None, tr: Translation) -> None:
     """Carry a translation's snapshot and teacher-id updates to the rest of the batch."""
     if user_id is not None and tr.delete_snapshot:
-        state.users[(msg.district, user_id)] = None
+        state.users[(msg.district, user_id)] = state.written.users[(msg.district, user_id)] = None
     elif user_id is not None and tr.user_snapshot is not None:
-        state.users[(msg.district, user_id)] = bytes(tr.user_snapshot)
+        snapshot = bytes(tr.user_snapshot)
+        state.users[(msg.district, user_id)] = state.written.users[(msg.district, user_id)] = (
+            snapshot
+        )
     state.teachers.setdefault(msg.district, {}).update(tr.teacher_ids)
+    for uid, legacy in tr.teacher_ids.items():
+        state.written.teachers[(msg.district, uid)] = legacy

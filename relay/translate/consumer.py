@@ -10,9 +10,14 @@ The active loop, per iteration:
 1. On activation: create the group if missing (at the stored position), claim every entry
    pending with other consumers (a crashed ex-holder's), and read this consumer's pending
    entries before any new one.
-2. Read a batch (``XREADGROUP`` inside a fenced script), translate it
+2. Read a batch (fenced ``XREADGROUP``), translate it
    (:class:`~relay.translate.batch.BatchTranslator`), write it in one atomic script
-   (:class:`~relay.translate.store.Store`), which also acknowledges the entries.
+   (:class:`~relay.translate.store.Store`), which also acknowledges the entries. In the steady
+   state (new entries, nothing waiting) the write is left in flight while the next batch is
+   read and translated, so the translator's CPU and Redis' script run side by side; it is
+   awaited before the next write is sent (writes stay in order), before any other read, when
+   idle, and on the way out. The next batch reads the in-flight batch's snapshot and
+   teacher-id writes from memory (``BatchTranslator`` carries them), not from Redis.
 3. When idle, block on ``XREAD`` for at most ``block_ms``; periodically sweep entries idle for
    ``claim_idle_ms`` from any other consumer.
 
@@ -42,8 +47,8 @@ from relay.metrics import (
     TRANSLATOR_LAG,
     TRANSLATOR_PENDING,
 )
-from relay.translate.batch import BatchTranslator, Outcome
-from relay.translate.group import NEW, PENDING, Entry, Fenced, GroupReader, is_nogroup
+from relay.translate.batch import BatchTranslator, Outcome, Prepared
+from relay.translate.group import NEW, PENDING, Fenced, GroupReader, is_nogroup
 from relay.translate.ids import parse_stream_id
 from relay.translate.lease import Lease
 from relay.translate.lookup import TeacherLookup
@@ -114,6 +119,10 @@ class Translator:
         self.position: str | None = None
         self.last_seen = "0-0"
         self._pending_count: int | None = None
+        self._inflight: tuple[asyncio.Future[int], Outcome] | None = None
+        """The batch write sent but not yet awaited, and its outcome."""
+        self._ahead: Prepared | None = None
+        """The next batch, read and prepared (on top of the in-flight write) before it."""
         """None: read new entries; else re-read own pending entries, this many at a time."""
         self._retry = Backoff(cap_s=RETRY_CAP_S, base_s=retry_base_s, rng=lambda: 1.0)
         self._next_sweep = 0.0
@@ -155,7 +164,10 @@ class Translator:
                         raise
                     await self._recreate_group()
         finally:
-            await self._resign()
+            try:
+                await self._drain()
+            finally:
+                await self._resign()
 
     async def _resign(self) -> None:
         """Hand the lease over at once on the way out (a standby need not wait for the TTL)."""
@@ -174,13 +186,43 @@ class Translator:
                 return
             await self._activate()
         elif self.lease.renew_due() and not await self.lease.renew():
+            await self._drain()
             self._deactivate("lease_lost")
             return
         try:
             await self._work(stop)
         except Fenced:
             self.lease.lost()
+            await self._drain()
             self._deactivate("fenced")
+
+    async def _settle(self) -> None:
+        """Await the batch write in flight, if any.
+
+        Raises:
+            Fenced: the write was refused (the lease changed hands).
+        """
+        inflight, self._inflight = self._inflight, None
+        if inflight is None:
+            return
+        future, outcome = inflight
+        try:
+            applied = await asyncio.shield(future)
+        except BaseException:
+            self._forget()
+            raise
+        if applied == FENCED:
+            self._forget()
+            raise Fenced
+        self._committed(outcome)
+
+    async def _drain(self) -> None:
+        """Settle the write in flight on the way to standby or out; failures are only logged
+        (its entries stay pending and are re-read by whoever holds the lease next)."""
+        try:
+            await self._settle()
+        except (Fenced, RedisConnectionError, RedisTimeoutError, OSError, ResponseError) as exc:
+            log.warning("translator_write_lost", error=type(exc).__name__)
 
     async def _activate(self) -> None:
         value = self.lease.value
@@ -202,13 +244,22 @@ class Translator:
             claimed=claimed,
         )
 
+    def _forget(self) -> None:
+        """Drop what was built on an unconfirmed write: its carry and the batch read ahead
+        (those entries stay pending and are re-read)."""
+        self.batches.forget()
+        self._ahead = None
+
     def _deactivate(self, reason: str) -> None:
+        self._forget()
         if self.role == "active":
             log.warning("translator_standby", consumer=self.consumer, reason=reason)
         self.role = "standby"
 
     async def _recreate_group(self) -> None:
         """NOGROUP: the group (or the stream) is gone; re-create it where translation stopped."""
+        await self._drain()
+        self._forget()
         position = await self.store.position()
         created = await self.reader.ensure_group(position or "0")
         log.error(
@@ -224,8 +275,13 @@ class Translator:
     async def _work(self, stop: asyncio.Event) -> None:
         value = self.lease.value
         assert value is not None
+        if self._ahead is not None:
+            prepared, self._ahead = self._ahead, None
+            await self._process(prepared, stop)
+            return
         deliveries: dict[str, int] = {}
         if self._pending_count is not None:
+            await self._settle()
             entries = await self.reader.read(value, PENDING, self._pending_count)
             if not entries:
                 self._pending_count = None
@@ -236,11 +292,15 @@ class Translator:
                 return
             entries = await self.reader.read(value, NEW, self.cfg.legacy.batch_size)
             if not entries:
+                await self._settle()
                 await self._update_gauges()
                 await self.reader.wait_for_new(self.last_seen, self._block_ms)
                 return
             self.last_seen = entries[-1].stream_id
-        await self._process(entries, deliveries, stop)
+        prepared = await self.batches.prepare(
+            entries, deliveries=deliveries, position=self.position
+        )
+        await self._process(prepared, stop)
 
     async def _sweep(self, value: bytes) -> bool:
         """Claim entries idle past ``claim_idle_ms`` in other consumers; True if any were."""
@@ -248,6 +308,7 @@ class Translator:
             return False
         legacy = self.cfg.legacy
         self._next_sweep = time.monotonic() + legacy.claim_idle_ms / 1000
+        await self._settle()
         claimed = await self.reader.claim_all(
             value, min_idle_ms=legacy.claim_idle_ms, count=legacy.batch_size
         )
@@ -256,17 +317,32 @@ class Translator:
             self._pending_count = legacy.batch_size
         return claimed > 0
 
-    async def _process(
-        self, entries: list[Entry], deliveries: dict[str, int], stop: asyncio.Event
-    ) -> None:
+    async def _read_ahead(self, value: bytes) -> None:
+        """Read and prepare the next batch before sending this one's write (see the module
+        docstring): Redis serves one command at a time, so reads sent after the write would
+        wait for its script, and translating could not overlap with it."""
+        entries = await self.reader.read(value, NEW, self.cfg.legacy.batch_size)
+        if entries:
+            self.last_seen = entries[-1].stream_id
+            self._ahead = await self.batches.prepare(entries, deliveries={}, position=self.position)
+
+    async def _process(self, prepared: Prepared, stop: asyncio.Event) -> None:
         value = self.lease.value
         assert value is not None
-        outcome = await self.batches.build(entries, deliveries=deliveries, position=self.position)
+        outcome = await self.batches.finish(prepared)
+        await self._settle()
+        steady = (
+            outcome.waiting is None
+            and self._pending_count is None
+            and not stop.is_set()
+            and time.monotonic() < self._next_sweep
+        )
+        if steady:
+            await self._read_ahead(value)
         if outcome.write.entries:
-            applied = await asyncio.shield(self.store.commit(outcome.write, value))
-            if applied == FENCED:
-                raise Fenced
-            self._committed(outcome)
+            self._inflight = (await self.store.send(outcome.write, value), outcome)
+            if not steady:
+                await self._settle()
         if outcome.waiting is None:
             self._retry.reset()
             if self._pending_count is not None:

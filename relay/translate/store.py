@@ -17,14 +17,17 @@ is safe because only the lease holder writes these keys.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 import msgspec
+from redis.exceptions import NoScriptError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     import redis.asyncio as aioredis
+    from redis.asyncio.connection import AbstractConnection
 
     from relay.keys import Keys
 
@@ -288,6 +291,16 @@ class Store:
 
     async def commit(self, batch: BatchWrite, lease_value: bytes) -> int:
         """Apply ``batch`` atomically; returns entries newly applied, or :data:`FENCED`."""
+        return await (await self.send(batch, lease_value))
+
+    async def send(self, batch: BatchWrite, lease_value: bytes) -> asyncio.Future[int]:
+        """Send the commit of ``batch`` now; the returned future resolves as :meth:`commit`.
+
+        When this returns, the script call is on the wire, so the caller can translate the
+        next batch while Redis runs it (awaiting a plain ``Script`` call in a task gives no
+        such guarantee: redis-py awaits several times before writing). One pooled connection
+        carries the call and is released once the reply is read.
+        """
         args: list[bytes | str | int] = [
             lease_value,
             self.group,
@@ -295,5 +308,29 @@ class Store:
             self.deadletter_maxlen,
             batch.packed(),
         ]
-        applied = await self._commit(keys=batch.key_names, args=args)
+        keys = batch.key_names
+        pool = self.redis.connection_pool
+        conn = await pool.get_connection()  # type: ignore[no-untyped-call]  # unannotated
+        try:
+            await conn.send_command("EVALSHA", self._commit.sha, len(keys), *keys, *args)
+        except BaseException:
+            await conn.disconnect()
+            await pool.release(conn)
+            raise
+        return asyncio.ensure_future(self._reply(conn, keys, args))
+
+    async def _reply(
+        self, conn: AbstractConnection, keys: list[str], args: list[bytes | str | int]
+    ) -> int:
+        pool = self.redis.connection_pool
+        try:
+            applied = await conn.read_response()
+        except NoScriptError:
+            # Redis lost its script cache (restart, SCRIPT FLUSH): nothing ran; load and run.
+            applied = await self._commit(keys=keys, args=args)
+        except BaseException:
+            await conn.disconnect()
+            raise
+        finally:
+            await pool.release(conn)
         return int(applied)
