@@ -13,15 +13,14 @@ read as TOML values when they parse as one (``500``, ``true``, ``["a"]``), else 
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
-from urllib.parse import urlsplit
+from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 from msgspec import Meta
 
+from relay.config_rules import WHSEC, check_semantics, check_tree, read_secret
 from relay.errors import ConfigError
 
 ENV_PREFIX = "RELAY__"
@@ -44,8 +43,6 @@ ALL_RECORD_TYPES: tuple[RecordType, ...] = get_args(RecordType)
 
 PositiveSeconds = Annotated[float, Meta(gt=0)]
 NonEmpty = Annotated[str, Meta(min_length=1)]
-_OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
-_WHSEC = re.compile(r"^whsec_[A-Za-z0-9+/]+={0,2}$")
 
 
 class Base(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -86,25 +83,13 @@ class District(Base, frozen=True):
             ConfigError: the variable is unset or the file unreadable (naming the key, never
                 the value).
         """
-        if self.token is not None:
-            return self.token
-        if self.token_env is not None:
-            value = os.environ.get(self.token_env, "")
-            if not value:
-                raise ConfigError(
-                    [f"clever.districts[{self.id}].token_env: variable {self.token_env} is unset"]
-                )
-            return value
-        assert self.token_file is not None
-        try:
-            return Path(self.token_file).read_text().strip()
-        except OSError as exc:
-            raise ConfigError(
-                [
-                    f"clever.districts[{self.id}].token_file: cannot read {self.token_file}: "
-                    f"{exc.strerror}"
-                ]
-            ) from None
+        return read_secret(
+            f"clever.districts[{self.id}]",
+            inline=self.token,
+            env=self.token_env,
+            file=self.token_file,
+            names=("token_env", "token_file"),
+        )
 
 
 class CleverSection(Base, frozen=True):
@@ -184,21 +169,13 @@ class V2Client(Base, frozen=True):
         Raises:
             ConfigError: the variable is unset or the file unreadable.
         """
-        key = f"v2api.clients[{self.name}]"
-        if self.token is not None:
-            return self.token
-        if self.token_env is not None:
-            value = os.environ.get(self.token_env, "")
-            if not value:
-                raise ConfigError([f"{key}.token_env: variable {self.token_env} is unset"])
-            return value
-        assert self.token_file is not None
-        try:
-            return Path(self.token_file).read_text().strip()
-        except OSError as exc:
-            raise ConfigError(
-                [f"{key}.token_file: cannot read {self.token_file}: {exc.strerror}"]
-            ) from None
+        return read_secret(
+            f"v2api.clients[{self.name}]",
+            inline=self.token,
+            env=self.token_env,
+            file=self.token_file,
+            names=("token_env", "token_file"),
+        )
 
 
 class V2ApiSection(Base, frozen=True):
@@ -239,22 +216,15 @@ class WebhookEndpoint(Base, frozen=True):
             ConfigError: the source is unset or unreadable, or a secret is not ``whsec_<base64>``.
         """
         key = f"webhooks.endpoints[{self.name}]"
-        if self.secret is not None:
-            raw = self.secret
-        elif self.secret_env is not None:
-            raw = os.environ.get(self.secret_env, "")
-            if not raw:
-                raise ConfigError([f"{key}.secret_env: variable {self.secret_env} is unset"])
-        else:
-            assert self.secret_file is not None
-            try:
-                raw = Path(self.secret_file).read_text()
-            except OSError as exc:
-                raise ConfigError(
-                    [f"{key}.secret_file: cannot read {self.secret_file}: {exc.strerror}"]
-                ) from None
+        raw = read_secret(
+            key,
+            inline=self.secret,
+            env=self.secret_env,
+            file=self.secret_file,
+            names=("secret_env", "secret_file"),
+        )
         secrets = raw.split()
-        if not secrets or not all(_WHSEC.match(secret) for secret in secrets):
+        if not secrets or not all(WHSEC.match(secret) for secret in secrets):
             raise ConfigError([f"{key}: secrets must be whsec_<base64>, space-separated"])
         return secrets
 
@@ -362,137 +332,12 @@ def validate(data: dict[str, Any]) -> Config:
         ConfigError: listing every problem found, not just the first.
     """
     problems: list[str] = []
-    _check_struct(Config, data, "", problems)
+    check_tree(Config, data, "", problems)
     if not problems:
-        problems.extend(_check_semantics(data))
+        problems.extend(check_semantics(msgspec.convert(data, Config)))
     if problems:
         raise ConfigError(problems)
     return msgspec.convert(data, Config)
-
-
-def _check_struct(cls: type[msgspec.Struct], data: Any, path: str, problems: list[str]) -> None:
-    where = path or "config"
-    if not isinstance(data, dict):
-        problems.append(f"{where}: must be a table")
-        return
-    fields = {f.encode_name: f for f in msgspec.structs.fields(cls)}
-    problems.extend(
-        f"{path + '.' if path else ''}{key}: unknown key" for key in data.keys() - fields.keys()
-    )
-    for name, field in fields.items():
-        key = f"{path}.{name}" if path else name
-        if name not in data:
-            if field.required:
-                problems.append(f"{key}: required")
-            continue
-        _check_value(field.type, data[name], key, problems)
-
-
-def _check_value(tp: Any, value: Any, key: str, problems: list[str]) -> None:
-    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
-        _check_struct(tp, value, key, problems)
-        return
-    args = get_args(tp)
-    if (
-        get_origin(tp) is list
-        and args
-        and isinstance(args[0], type)
-        and issubclass(args[0], msgspec.Struct)
-    ):
-        if not isinstance(value, list):
-            problems.append(f"{key}: must be an array of tables")
-            return
-        for i, item in enumerate(value):
-            _check_struct(args[0], item, f"{key}[{i}]", problems)
-        return
-    try:
-        msgspec.convert(value, tp)
-    except msgspec.ValidationError as exc:
-        problems.append(f"{key}: {_humanize(str(exc))}")
-
-
-def _humanize(message: str) -> str:
-    """Turn msgspec's ``Expected `int` <= 10000`` into ``must be <= 10000``."""
-    message = re.sub(r" - at `\$[^`]*`$", "", message)
-    if match := re.fullmatch(r"Expected `\w+` (.+)", message):
-        return f"must be {match.group(1)}"
-    if match := re.fullmatch(r"Invalid enum value (.+)", message):
-        return f"invalid value {match.group(1)}"
-    if match := re.fullmatch(r"Expected `(.+)`, got `(.+)`", message):
-        return f"must be {match.group(1)}, got {match.group(2)}"
-    return message
-
-
-def _check_semantics(data: dict[str, Any]) -> list[str]:
-    """Rules that span fields: URLs, token sources, unique ids, start positions."""
-    cfg = msgspec.convert(data, Config)
-    problems: list[str] = []
-    base = urlsplit(cfg.clever.base_url)
-    if base.scheme not in ("http", "https") or not base.netloc or base.path not in ("", "/"):
-        problems.append("clever.base_url: must be scheme://host[:port] with no path")
-    redis_url = urlsplit(cfg.redis.url)
-    if redis_url.scheme not in ("redis", "rediss", "unix") or (
-        redis_url.scheme != "unix" and not redis_url.hostname
-    ):
-        problems.append("redis.url: must be a redis://, rediss:// or unix:// URL")
-    enabled = set(cfg.relay.components)
-    if "poller" in enabled and not cfg.clever.districts:
-        problems.append("clever.districts: at least one district is required to run the poller")
-    seen: set[str] = set()
-    for i, district in enumerate(cfg.clever.districts):
-        key = f"clever.districts[{i}]"
-        if district.id in seen:
-            problems.append(f"{key}.id: duplicate district id {district.id}")
-        seen.add(district.id)
-        sources = [
-            s for s in (district.token, district.token_env, district.token_file) if s is not None
-        ]
-        if len(sources) != 1:
-            problems.append(f"{key}: exactly one of token, token_env, token_file is required")
-        if district.start not in ("latest", "earliest") and not _OBJECT_ID.match(district.start):
-            problems.append(f"{key}.start: must be latest, earliest or a 24-hex Clever event id")
-    problems.extend(_check_webhooks(cfg))
-    problems.extend(_check_v2api(cfg))
-    if cfg.redis.cluster and not re.search(r"\{[^}]+\}", cfg.redis.prefix):
-        problems.append(
-            "redis.prefix: must contain a hash tag such as {clever} with cluster = true"
-        )
-    return problems
-
-
-def _check_v2api(cfg: Config) -> list[str]:
-    problems: list[str] = []
-    names: set[str] = set()
-    for i, client in enumerate(cfg.v2api.clients):
-        key = f"v2api.clients[{i}]"
-        if client.name in names:
-            problems.append(f"{key}.name: duplicate client name {client.name}")
-        names.add(client.name)
-        sources = [client.token, client.token_env, client.token_file]
-        if sum(source is not None for source in sources) != 1:
-            problems.append(f"{key}: exactly one of token, token_env, token_file is required")
-    if "v2api" in cfg.relay.components and not cfg.v2api.clients:
-        problems.append("v2api.clients: at least one client is required to serve the v2 API")
-    return problems
-
-
-def _check_webhooks(cfg: Config) -> list[str]:
-    problems: list[str] = []
-    names: set[str] = set()
-    for i, endpoint in enumerate(cfg.webhooks.endpoints):
-        key = f"webhooks.endpoints[{i}]"
-        if endpoint.name in names:
-            problems.append(f"{key}.name: duplicate endpoint name {endpoint.name}")
-        names.add(endpoint.name)
-        url = urlsplit(endpoint.url)
-        if url.scheme not in ("http", "https") or not url.netloc:
-            problems.append(f"{key}.url: must be an http:// or https:// URL")
-        sources = [endpoint.secret, endpoint.secret_env, endpoint.secret_file]
-        if sum(source is not None for source in sources) != 1:
-            problems.append(f"{key}: exactly one of secret, secret_env, secret_file is required")
-    if "webhooks" in cfg.relay.components and not cfg.webhooks.endpoints:
-        problems.append("webhooks.endpoints: at least one endpoint is required to run webhooks")
-    return problems
 
 
 def resolve_config_path(arg: str | None) -> str | None:

@@ -1,0 +1,177 @@
+"""Config checks that walk the whole tree, so every problem is reported at once.
+
+msgspec stops at the first error; :func:`check_tree` instead checks each value against its
+field's type and collects ``key: message`` lines, and :func:`check_semantics` adds the rules that
+span fields (URLs, token sources, unique names). Kept apart from ``relay.config`` so that module
+stays the plain list of settings.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, get_args, get_origin
+from urllib.parse import urlsplit
+
+import msgspec
+
+from relay.errors import ConfigError
+
+if TYPE_CHECKING:
+    from relay.config import Config
+
+OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
+WHSEC = re.compile(r"^whsec_[A-Za-z0-9+/]+={0,2}$")
+
+
+def read_secret(
+    key: str, *, inline: str | None, env: str | None, file: str | None, names: tuple[str, str]
+) -> str:
+    """Read a secret given inline, by environment variable name, or by file path.
+
+    Args:
+        key: the config key the secret belongs to, for error messages.
+        inline, env, file: the three sources; exactly one is set (checked at load time).
+        names: the config names of the env and file keys, for error messages.
+
+    Raises:
+        ConfigError: the variable is unset or the file unreadable (naming the key, never the
+            value).
+    """
+    if inline is not None:
+        return inline
+    if env is not None:
+        value = os.environ.get(env, "")
+        if not value:
+            raise ConfigError([f"{key}.{names[0]}: variable {env} is unset"])
+        return value
+    assert file is not None
+    try:
+        return Path(file).read_text().strip()
+    except OSError as exc:
+        raise ConfigError([f"{key}.{names[1]}: cannot read {file}: {exc.strerror}"]) from None
+
+
+def check_tree(cls: type[msgspec.Struct], data: Any, path: str, problems: list[str]) -> None:
+    where = path or "config"
+    if not isinstance(data, dict):
+        problems.append(f"{where}: must be a table")
+        return
+    fields = {f.encode_name: f for f in msgspec.structs.fields(cls)}
+    problems.extend(
+        f"{path + '.' if path else ''}{key}: unknown key" for key in data.keys() - fields.keys()
+    )
+    for name, field in fields.items():
+        key = f"{path}.{name}" if path else name
+        if name not in data:
+            if field.required:
+                problems.append(f"{key}: required")
+            continue
+        _check_value(field.type, data[name], key, problems)
+
+
+def _check_value(tp: Any, value: Any, key: str, problems: list[str]) -> None:
+    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+        check_tree(tp, value, key, problems)
+        return
+    args = get_args(tp)
+    if (
+        get_origin(tp) is list
+        and args
+        and isinstance(args[0], type)
+        and issubclass(args[0], msgspec.Struct)
+    ):
+        if not isinstance(value, list):
+            problems.append(f"{key}: must be an array of tables")
+            return
+        for i, item in enumerate(value):
+            check_tree(args[0], item, f"{key}[{i}]", problems)
+        return
+    try:
+        msgspec.convert(value, tp)
+    except msgspec.ValidationError as exc:
+        problems.append(f"{key}: {_humanize(str(exc))}")
+
+
+def _humanize(message: str) -> str:
+    """Turn msgspec's ``Expected `int` <= 10000`` into ``must be <= 10000``."""
+    message = re.sub(r" - at `\$[^`]*`$", "", message)
+    if match := re.fullmatch(r"Expected `\w+` (.+)", message):
+        return f"must be {match.group(1)}"
+    if match := re.fullmatch(r"Invalid enum value (.+)", message):
+        return f"invalid value {match.group(1)}"
+    if match := re.fullmatch(r"Expected `(.+)`, got `(.+)`", message):
+        return f"must be {match.group(1)}, got {match.group(2)}"
+    return message
+
+
+def check_semantics(cfg: Config) -> list[str]:
+    """Rules that span fields: URLs, token sources, unique ids, start positions."""
+    problems: list[str] = []
+    base = urlsplit(cfg.clever.base_url)
+    if base.scheme not in ("http", "https") or not base.netloc or base.path not in ("", "/"):
+        problems.append("clever.base_url: must be scheme://host[:port] with no path")
+    redis_url = urlsplit(cfg.redis.url)
+    if redis_url.scheme not in ("redis", "rediss", "unix") or (
+        redis_url.scheme != "unix" and not redis_url.hostname
+    ):
+        problems.append("redis.url: must be a redis://, rediss:// or unix:// URL")
+    enabled = set(cfg.relay.components)
+    if "poller" in enabled and not cfg.clever.districts:
+        problems.append("clever.districts: at least one district is required to run the poller")
+    seen: set[str] = set()
+    for i, district in enumerate(cfg.clever.districts):
+        key = f"clever.districts[{i}]"
+        if district.id in seen:
+            problems.append(f"{key}.id: duplicate district id {district.id}")
+        seen.add(district.id)
+        sources = [
+            s for s in (district.token, district.token_env, district.token_file) if s is not None
+        ]
+        if len(sources) != 1:
+            problems.append(f"{key}: exactly one of token, token_env, token_file is required")
+        if district.start not in ("latest", "earliest") and not OBJECT_ID.match(district.start):
+            problems.append(f"{key}.start: must be latest, earliest or a 24-hex Clever event id")
+    problems.extend(_check_webhooks(cfg))
+    problems.extend(_check_v2api(cfg))
+    if cfg.redis.cluster and not re.search(r"\{[^}]+\}", cfg.redis.prefix):
+        problems.append(
+            "redis.prefix: must contain a hash tag such as {clever} with cluster = true"
+        )
+    return problems
+
+
+def _check_v2api(cfg: Config) -> list[str]:
+    problems: list[str] = []
+    names: set[str] = set()
+    for i, client in enumerate(cfg.v2api.clients):
+        key = f"v2api.clients[{i}]"
+        if client.name in names:
+            problems.append(f"{key}.name: duplicate client name {client.name}")
+        names.add(client.name)
+        sources = [client.token, client.token_env, client.token_file]
+        if sum(source is not None for source in sources) != 1:
+            problems.append(f"{key}: exactly one of token, token_env, token_file is required")
+    if "v2api" in cfg.relay.components and not cfg.v2api.clients:
+        problems.append("v2api.clients: at least one client is required to serve the v2 API")
+    return problems
+
+
+def _check_webhooks(cfg: Config) -> list[str]:
+    problems: list[str] = []
+    names: set[str] = set()
+    for i, endpoint in enumerate(cfg.webhooks.endpoints):
+        key = f"webhooks.endpoints[{i}]"
+        if endpoint.name in names:
+            problems.append(f"{key}.name: duplicate endpoint name {endpoint.name}")
+        names.add(endpoint.name)
+        url = urlsplit(endpoint.url)
+        if url.scheme not in ("http", "https") or not url.netloc:
+            problems.append(f"{key}.url: must be an http:// or https:// URL")
+        sources = [endpoint.secret, endpoint.secret_env, endpoint.secret_file]
+        if sum(source is not None for source in sources) != 1:
+            problems.append(f"{key}: exactly one of secret, secret_env, secret_file is required")
+    if "webhooks" in cfg.relay.components and not cfg.webhooks.endpoints:
+        problems.append("webhooks.endpoints: at least one endpoint is required to run webhooks")
+    return problems
