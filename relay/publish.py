@@ -1,6 +1,7 @@
 """The atomic publish: a page's stream entries and the district's new cursor in one Lua call.
 
-(:func:`build_batches` turns a fetched page into what one such call writes.)
+(:mod:`relay.poller.batches` turns a fetched page, chunk by chunk, into what one such call
+writes.)
 
 CONTRACT §1.2 promises that a crash at any instant neither loses nor duplicates an event. The
 events of a page (or chunk), its dead letters, the poll-state hash and the cursor are written by
@@ -23,20 +24,15 @@ import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qs, urlsplit
 
-import msgspec
-
-from relay.errors import CleverError, FencedError
-from relay.messages import InvalidEvent, encode, normalize
-from relay.metrics import DEAD_LETTERED, EVENTS_POLLED, PUBLISH_SECONDS
+from relay.errors import FencedError
+from relay.metrics import PUBLISH_SECONDS
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
     from redis.commands.core import AsyncScript
 
     from relay.keys import Keys
-    from relay.messages import EventItem, EventMessage, EventsPage
 
 FIXED_ARGS = 11
 """ARGV slots before the per-entry triples (keep in step with the script)."""
@@ -212,93 +208,12 @@ def _text(value: object) -> str:
 
 
 CHUNK_EVENTS = 1000
-"""Events per publish call: bounds how long one script holds Redis (a 10000-event page is ten
-calls, each atomic with its own cursor)."""
+"""Most events per publish call: bounds how long one script holds Redis (a 10,000-event page is
+at least ten calls, each atomic with its own cursor; see :mod:`relay.poller.batches`)."""
 
 _EVENT_ID = re.compile(r"[0-9a-f]{24}")
-
-
-class _IdOnly(msgspec.Struct, frozen=True):
-    """An event's id alone: read from events that fail validation, for the dead letter."""
-
-    id: str
-
-
-_id_decoder = msgspec.json.Decoder(_IdOnly)
 
 
 def is_event_id(value: str) -> bool:
     """True for a Clever event id (a 24-hex ObjectId)."""
     return len(value) == 24 and _EVENT_ID.fullmatch(value) is not None
-
-
-def _normalize(raw: bytes, district: str) -> EventMessage:
-    message = normalize(raw, district)
-    if not is_event_id(message.id):
-        raise InvalidEvent(f"invalid event id {message.id!r}")
-    return message
-
-
-def _lenient_id(raw: bytes) -> str:
-    try:
-        event_id = _id_decoder.decode(raw).id
-    except msgspec.DecodeError:
-        return ""
-    return event_id if is_event_id(event_id) else ""
-
-
-def build_batches(page: EventsPage, *, district: str, expected: str | None) -> list[Batch]:
-    """Normalize a page into publishable batches chained from ``expected`` (empty if no data).
-
-    Events that fail validation become dead letters and the cursor still moves past them.
-
-    Raises:
-        CleverError: no event of a non-empty page has a usable id and no ``next`` link says
-            where the page ends, so there is no cursor to move to (a malformed page).
-    """
-    if not page.data:
-        return []
-    EVENTS_POLLED.labels(district).inc(len(page.data))
-    batches: list[Batch] = []
-    for start in range(0, len(page.data), CHUNK_EVENTS):
-        batch = _build_batch(page.data[start : start + CHUNK_EVENTS], district, expected)
-        if batch.new_cursor is None:
-            batch.new_cursor = _next_link_cursor(page)
-            if batch.new_cursor is None:
-                raise CleverError("malformed", "page without any usable event id or next link")
-        batches.append(batch)
-        expected = batch.new_cursor
-    return batches
-
-
-def _build_batch(items: list[EventItem], district: str, expected: str | None) -> Batch:
-    """The hot path: no per-event dicts; the record stays ``Raw`` into the stream entry."""
-    entries: list[bytes | str] = []
-    dead: list[bytes | str] = []
-    last_id: str | None = None
-    newest = ""
-    for item in items:
-        raw = bytes(item.data)
-        try:
-            message = _normalize(raw, district)
-        except InvalidEvent as exc:
-            event_id = _lenient_id(raw)
-            dead.extend((event_id, exc.reason, raw))
-            DEAD_LETTERED.labels("poller", exc.reason.partition(":")[0]).inc()
-            last_id = event_id or last_id
-            continue
-        entries.extend((message.id, message.type, encode(message)))
-        last_id = message.id
-        newest = message.created
-    return Batch(
-        expected=expected, new_cursor=last_id, entries=entries, dead=dead, newest_created=newest
-    )
-
-
-def _next_link_cursor(page: EventsPage) -> str | None:
-    for link in page.links:
-        if link.rel == "next":
-            values = parse_qs(urlsplit(link.uri).query).get("starting_after", [])
-            if values and is_event_id(values[0]):
-                return values[0]
-    return None

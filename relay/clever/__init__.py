@@ -3,9 +3,17 @@
 from relay.clever.client import (
     CleverClient,
     CleverNotFound,
+    FetchedPage,
     PageTooLarge,
     Stopped,
     call_with_retries,
 )
 
-__all__ = ["CleverClient", "CleverNotFound", "PageTooLarge", "Stopped", "call_with_retries"]
+__all__ = [
+    "CleverClient",
+    "CleverNotFound",
+    "FetchedPage",
+    "PageTooLarge",
+    "Stopped",
+    "call_with_retries",
+]

@@ -17,10 +17,12 @@ exponential backoff with full jitter, one log line and one metric per failure).
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 import aiohttp
 import msgspec
+from aiohttp import hdrs
 
 from relay.backoff import Backoff, sleep_or_stop
 from relay.clever.ratelimit import RateLimiter
@@ -32,7 +34,7 @@ from relay.errors import (
     RelayError,
 )
 from relay.logs import get_logger
-from relay.messages import EventsPage, decode_page
+from relay.messages import EventsPage
 from relay.metrics import POLL_ERRORS, POLL_REQUESTS
 
 if TYPE_CHECKING:
@@ -64,6 +66,18 @@ class Stopped(RelayError):
     """The stop event was set while waiting to retry; the caller should wind down."""
 
 
+@dataclass(frozen=True)
+class FetchedPage:
+    """One decoded events page and the size of the body it came from.
+
+    The page's events are ``Raw`` views into that body, so the body lives as long as the page:
+    ``size_bytes`` is what holding the page costs (the poller bounds its prefetch by it).
+    """
+
+    page: EventsPage
+    size_bytes: int
+
+
 class _EventId(msgspec.Struct, frozen=True):
     """Just an event's id: what :meth:`CleverClient.latest_event_id` needs."""
 
@@ -82,6 +96,8 @@ class _UserResponse(msgspec.Struct, frozen=True):
     data: msgspec.Raw
 
 
+_page_decoder = msgspec.json.Decoder(EventsPage)
+"""As :func:`relay.messages.decode_page`, but typed for the ``bytearray`` bodies too."""
 _latest_decoder = msgspec.json.Decoder(_LatestPage)
 _user_decoder = msgspec.json.Decoder(_UserResponse)
 
@@ -121,6 +137,15 @@ class CleverClient:
             CursorLostError: Clever rejected ``starting_after`` (400/404).
             PageTooLarge: ``limit`` is too large (413).
         """
+        fetched = await self.fetch_events(
+            starting_after=starting_after, ending_before=ending_before, limit=limit
+        )
+        return fetched.page
+
+    async def fetch_events(
+        self, *, starting_after: str | None = None, ending_before: str | None = None, limit: int
+    ) -> FetchedPage:
+        """:meth:`events_page`, also telling the body's size (same errors)."""
         params = {"limit": str(limit)}
         if starting_after is not None:
             params["starting_after"] = starting_after
@@ -133,7 +158,7 @@ class CleverClient:
             raise PageTooLarge(limit)
         self._raise_for_status(status, "/events")
         try:
-            return decode_page(body)
+            return FetchedPage(_page_decoder.decode(body), len(body))
         except msgspec.DecodeError as exc:
             raise CleverError("malformed", f"malformed events page: {exc}", status=status) from None
 
@@ -173,7 +198,7 @@ class CleverClient:
         if status != 200:
             raise CleverError("4xx", f"Clever answered {status} to {path}", status=status)
 
-    async def _get(self, path: str, params: Mapping[str, str]) -> tuple[int, bytes]:
+    async def _get(self, path: str, params: Mapping[str, str]) -> tuple[int, bytes | bytearray]:
         """One GET after the rate limiter allows it; 429 and transport failures raise."""
         await self.limiter.acquire()
         POLL_REQUESTS.labels(self.district).inc()
@@ -188,8 +213,7 @@ class CleverClient:
                     raise CleverError(
                         "rate_limited", f"429 from Clever; waiting {wait_s:.2f}s", status=429
                     )
-                body = await resp.read()
-                return resp.status, body
+                return resp.status, await _read_body(resp)
         except TimeoutError:
             raise CleverError(
                 "timeout", f"no answer from Clever within {self._timeout.total}s"
@@ -200,6 +224,33 @@ class CleverClient:
             raise CleverError(
                 "connect", f"cannot reach Clever: {type(exc).__name__}: {exc}"
             ) from None
+
+
+async def _read_body(resp: aiohttp.ClientResponse) -> bytes | bytearray:
+    """The whole body, read into one buffer of the announced size when there is one.
+
+    aiohttp's ``read()`` collects the chunks and joins them into a second copy, so a 10,000-event
+    page (~8 MB) would briefly exist twice, and a growing buffer reallocates; compressed bodies
+    (size unknown) still take that path. msgspec's ``Raw`` values reference the buffer.
+
+    Raises:
+        CleverError: the body is longer or shorter than its ``Content-Length``.
+    """
+    size = resp.content_length
+    if size is None or hdrs.CONTENT_ENCODING in resp.headers:
+        return await resp.read()
+    body = bytearray(size)
+    filled = 0
+    with memoryview(body) as view:
+        while chunk := await resp.content.readany():
+            end = filled + len(chunk)
+            if end > size:
+                raise CleverError("malformed", f"body longer than its Content-Length {size}")
+            view[filled:end] = chunk
+            filled = end
+    if filled != size:
+        raise CleverError("truncated", f"body of {filled} bytes, Content-Length {size}")
+    return body
 
 
 async def call_with_retries(

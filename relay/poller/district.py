@@ -1,28 +1,24 @@
-"""The poller: one loop per district, from Clever's events feed to the events stream.
+"""One district's poll loop: fetch a page after the cursor, publish it, repeat.
 
-Each district's loop fetches a page after its cursor, normalizes the events (invalid ones become
-dead letters, so nothing blocks and nothing is dropped silently), and publishes the page and the
-new cursor atomically (:mod:`relay.publish`). While page N is being published, page N+1 is
-already being fetched (at most one page ahead). Districts are independent tasks: a slow,
-failing or unauthorized district never stalls the others.
+Each page is normalized and published chunk by chunk (:mod:`relay.poller.batches`), each chunk
+atomic with its cursor (:mod:`relay.publish`); invalid events become dead letters, so nothing
+blocks and nothing is dropped silently. While a page is published, the next one is already being
+fetched (at most one page ahead, within the process's budget, :mod:`relay.poller.prefetch`):
+a page fetched ahead is just the HTTP body and its envelope, never normalized events. Districts
+are independent tasks: a slow, failing or unauthorized district never stalls the others.
 
 What the loop trusts is Redis, not its memory: after any Redis error or a refused
 compare-and-set, it re-reads the stored cursor and continues from there, so a publish whose
-outcome is unknown is neither lost nor repeated.
-
-A quiet district with an old cursor (FACTS §2.5): an empty page is normal for a district with no
-changes, so it is *not* treated as a lost cursor by itself. Only when the cursor's ObjectId time
-is older than Clever's 30-day retention does the loop also ask for the feed's newest event id;
-if Clever has a newer event than the cursor yet returns nothing after it, the cursor is lost.
+outcome is unknown is neither lost nor repeated. Start positions live in
+:mod:`relay.poller.start`, lost cursors in :mod:`relay.poller.cursor_lost`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, TypeVar
 
 from redis.exceptions import RedisError
@@ -30,11 +26,13 @@ from redis.exceptions import RedisError
 from relay.backoff import Backoff, sleep_or_stop
 from relay.clever.client import CleverClient, PageTooLarge, Stopped, call_with_retries
 from relay.errors import CleverAuthError, CleverError, CursorLostError, FencedError
-from relay.leases import LeaseRunner, LeaseTable
 from relay.logs import get_logger, register_secret
-from relay.messages import CURSOR_LOST, ControlMessage, encode
 from relay.metrics import CURSOR_AGE, DISTRICT_LAG, DISTRICT_UP, EVENTS_PUBLISHED, POLL_ERRORS
-from relay.publish import Batch, LeaseLostError, Publisher, build_batches, is_event_id
+from relay.poller.batches import iter_batches, page_end_cursor
+from relay.poller.cursor_lost import check_quiet_cursor, report_cursor_lost
+from relay.poller.prefetch import PrefetchBudget, Prefetcher
+from relay.poller.start import sync_cursor
+from relay.publish import LeaseLostError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -45,14 +43,12 @@ if TYPE_CHECKING:
     from relay.config import Config, District
     from relay.health import Health
     from relay.keys import Keys
+    from relay.messages import EventsPage
+    from relay.publish import Batch, Publisher
 
 log = get_logger("poller")
 T = TypeVar("T")
 
-RETENTION_S = 30 * 86400
-"""Clever keeps events 30 days (FACTS §2.5)."""
-OLD_CURSOR_S = RETENTION_S - 86400
-"""A cursor this old may have expired: empty pages trigger the newest-event check."""
 RATE_WINDOW_S = 60.0
 HEALTH_MARGIN_S = 30.0
 UNHEALTHY_AFTER = 3
@@ -60,9 +56,13 @@ UNHEALTHY_AFTER = 3
 
 
 @dataclass
-class _Prefetch:
-    cursor: str | None
-    task: asyncio.Task[list[Batch]]
+class _Page:
+    """A fetched page, decoded but not normalized, and where it leaves the cursor."""
+
+    page: EventsPage
+    size_bytes: int
+    end_cursor: str | None
+    """None for an empty page."""
 
 
 class DistrictPoller:
@@ -78,6 +78,7 @@ class DistrictPoller:
         session: aiohttp.ClientSession,
         health: Health,
         keys: Keys,
+        budget: PrefetchBudget | None = None,
     ) -> None:
         self.id = district.id
         self.start = district.start
@@ -105,7 +106,7 @@ class DistrictPoller:
         self.last_error: str | None = None
         self.last_error_at: float | None = None
         self._synced = False
-        self._ahead: _Prefetch | None = None
+        self._ahead: Prefetcher[_Page] = Prefetcher(budget or PrefetchBudget(), district.id)
         self._redis_backoff = Backoff(cap_s=cfg.clever.max_backoff_s)
         self._stop = asyncio.Event()
         self._progress_at = time.monotonic()
@@ -139,7 +140,7 @@ class DistrictPoller:
         try:
             await self._loop()
         finally:
-            self._drop_prefetch()
+            self.drop_prefetch()
             self.health.unregister(self.name)
             self.lease = None
             if self.state not in ("cursor_lost", "lease_lost"):
@@ -151,7 +152,8 @@ class DistrictPoller:
             self.health.tick(self.name)
             try:
                 if not self._synced:
-                    await self._sync_cursor()
+                    await sync_cursor(self)
+                    self._synced = True
                 await self._step()
             except (Stopped, LeaseLostError) as exc:
                 self._ended(exc)
@@ -159,10 +161,10 @@ class DistrictPoller:
             except CleverAuthError as exc:
                 await self._unauthorized(exc)
             except CursorLostError as exc:
-                if not await self._cursor_lost(exc):
+                if not await report_cursor_lost(self, exc):
                     return
             except PageTooLarge as exc:
-                self._drop_prefetch()
+                self.drop_prefetch()
                 self.limit = max(1, exc.limit // 2)
                 log.warning("page_limit_halved", district=self.id, limit=self.limit)
             except (RedisError, FencedError) as exc:
@@ -179,61 +181,40 @@ class DistrictPoller:
 
     async def _resync(self, exc: Exception) -> None:
         """After a Redis error or a refused CAS: wait, then trust only the stored cursor."""
-        self._drop_prefetch()
+        self.drop_prefetch()
         self._synced = False
         self.state = "backoff"
         delay = self._redis_backoff.next_delay()
         log.warning("poll_resync", district=self.id, error=repr(exc), retry_in_s=round(delay, 3))
-        self._record_error("redis" if isinstance(exc, RedisError) else type(exc).__name__)
+        self.record_error("redis" if isinstance(exc, RedisError) else type(exc).__name__)
         await sleep_or_stop(delay, self._stop)
-
-    async def _sync_cursor(self) -> None:
-        """Load the stored cursor; with none stored, settle the start position (CONTRACT §3)."""
-        stored = await self.publisher.read_cursor(self.id)
-        self._synced = True
-        if stored is not None or self.start == "earliest":
-            self.cursor = stored
-            return
-        target = self.start
-        if target == "latest":
-            target_or_none = await self._retrying(self.client.latest_event_id)
-            if target_or_none is None:
-                log.info("start_feed_empty", district=self.id)
-                self.cursor = None
-                return
-            target = target_or_none
-        # Store the start now: a crash before the first event must not move "latest" forward.
-        self.cursor = None
-        await self._publish(Batch(expected=None, new_cursor=target))
-        log.info("start_position_stored", district=self.id, start=self.start, cursor=target)
 
     async def _step(self) -> None:
         """Fetch (or take the prefetched) page, then publish it while fetching the next."""
-        batches = await self._next_batches()
-        if batches is None:
+        fetched = await self._next_page()
+        if fetched is None:
             return
-        if not batches:
+        if fetched.end_cursor is None:
             await self._caught_up()
             return
         if self.state != "polling":
             self.state = "polling"
             DISTRICT_UP.labels(self.id).set(1)
-        self._prefetch(batches[-1].new_cursor)
-        for batch in batches:
-            await self._publish(batch)
+        ahead = fetched.end_cursor
+        self._ahead.start(ahead, fetched.size_bytes, lambda: self._fetch(ahead))
+        # Only the envelope stays referenced; each chunk's encodings are dropped once published.
+        for batch in iter_batches(fetched.page, district=self.id, expected=self.cursor):
+            await self.publish(batch)
+            del batch
         self._redis_backoff.reset()
 
-    async def _next_batches(self) -> list[Batch] | None:
-        ahead, self._ahead = self._ahead, None
-        if ahead is not None and ahead.cursor == self.cursor:
-            task = ahead.task
-        else:
-            if ahead is not None:
-                ahead.task.cancel()
+    async def _next_page(self) -> _Page | None:
+        task = self._ahead.take(self.cursor)
+        if task is None:
             task = asyncio.create_task(self._fetch(self.cursor), name=f"fetch:{self.id}")
         return await self._until_stop(task)
 
-    async def _until_stop(self, task: asyncio.Task[list[Batch]]) -> list[Batch] | None:
+    async def _until_stop(self, task: asyncio.Task[_Page]) -> _Page | None:
         """Await ``task`` unless ``stop`` comes first (then cancel it: nothing is written yet)."""
         stopper = asyncio.create_task(self._stop.wait())
         try:
@@ -245,26 +226,27 @@ class DistrictPoller:
             return None
         return task.result()
 
-    def _prefetch(self, cursor: str | None) -> None:
-        task = asyncio.create_task(self._fetch(cursor), name=f"prefetch:{self.id}")
-        self._ahead = _Prefetch(cursor, task)
+    def drop_prefetch(self) -> None:
+        """Cancel the page fetched ahead (the cursor it was fetched after may be wrong now)."""
+        self._ahead.drop()
 
-    def _drop_prefetch(self) -> None:
-        if self._ahead is not None:
-            self._ahead.task.cancel()
-            self._ahead = None
-
-    async def _fetch(self, cursor: str | None) -> list[Batch]:
-        """One page after ``cursor`` as publishable batches, retrying transient failures."""
+    async def _fetch(self, cursor: str | None) -> _Page:
+        """One page after ``cursor``, decoded and checked, retrying transient failures."""
         limit = self.limit
 
-        async def once() -> list[Batch]:
-            page = await self.client.events_page(starting_after=cursor, limit=limit)
-            return build_batches(page, district=self.id, expected=cursor)
+        async def once() -> _Page:
+            fetched = await self.client.fetch_events(starting_after=cursor, limit=limit)
+            end_cursor = page_end_cursor(fetched.page)
+            return _Page(fetched.page, fetched.size_bytes, end_cursor)
 
-        return await self._retrying(once)
+        return await self.retrying(once)
 
-    async def _retrying(self, fn: Callable[[], Awaitable[T]]) -> T:
+    async def retrying(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """Call ``fn`` (a Clever request) until it succeeds, keeping health and /status current.
+
+        Raises:
+            Stopped: ``stop`` was set while waiting to retry.
+        """
         backoff = Backoff(cap_s=self.cfg.clever.max_backoff_s)
 
         def on_error(exc: CleverError) -> None:
@@ -273,7 +255,7 @@ class DistrictPoller:
             if backoff.attempt >= UNHEALTHY_AFTER:
                 self.state = "backoff"
                 DISTRICT_UP.labels(self.id).set(0)
-                self._record_error(exc.kind)
+                self.record_error(exc.kind)
 
         return await call_with_retries(
             fn,
@@ -284,7 +266,7 @@ class DistrictPoller:
             backoff=backoff,
         )
 
-    async def _publish(self, batch: Batch) -> None:
+    async def publish(self, batch: Batch) -> None:
         """Publish one batch; raises RedisError/FencedError for the loop to resync."""
         await asyncio.shield(self.publisher.publish(self.id, batch, lease=self.lease))
         self.cursor = batch.new_cursor
@@ -296,10 +278,7 @@ class DistrictPoller:
 
     async def _caught_up(self) -> None:
         """An empty page: nothing new. Check an old cursor, note success, wait the interval."""
-        if self.cursor is not None and _cursor_age_s(self.cursor) > OLD_CURSOR_S:
-            latest = await self._retrying(self.client.latest_event_id)
-            if latest is not None and latest > self.cursor:
-                raise CursorLostError(self.id, self.cursor, 200)
+        await check_quiet_cursor(self)
         self.state = "caught_up"
         self._progress_at = time.monotonic()
         DISTRICT_UP.labels(self.id).set(1)
@@ -312,59 +291,14 @@ class DistrictPoller:
 
     async def _unauthorized(self, exc: CleverAuthError) -> None:
         """Clever refused the token: mark the district unhealthy and retry slowly."""
-        self._drop_prefetch()
+        self.drop_prefetch()
         self.state = "unauthorized"
         DISTRICT_UP.labels(self.id).set(0)
         POLL_ERRORS.labels(self.id, "auth").inc()
         retry_s = self.cfg.clever.auth_retry_s
         log.error("clever_token_refused", district=self.id, status=exc.status, retry_in_s=retry_s)
-        self._record_error("auth")
+        self.record_error("auth")
         await self._wait_ticking(retry_s)
-
-    async def _cursor_lost(self, exc: CursorLostError) -> bool:
-        """Report a lost cursor on the stream; returns True when polling goes on (``latest``)."""
-        self._drop_prefetch()
-        mode = self.cfg.clever.on_cursor_lost
-        POLL_ERRORS.labels(self.id, "cursor_lost").inc()
-        DISTRICT_UP.labels(self.id).set(0)
-        resumed = await self._retrying(self.client.latest_event_id) if mode == "latest" else None
-        reason = f"Clever answered {exc.status} to starting_after={exc.cursor}"
-        if exc.status == 200:
-            reason = f"cursor {exc.cursor} is past retention and Clever returns nothing after it"
-        control = ControlMessage(
-            type=CURSOR_LOST,
-            district=self.id,
-            created=_now_iso(),
-            reason=reason,
-            cursor=exc.cursor,
-            resumed_from=resumed,
-        )
-        new_cursor = resumed if mode == "latest" else exc.cursor
-        await self.publisher.publish(
-            self.id,
-            Batch(expected=exc.cursor, new_cursor=new_cursor, control=encode(control)),
-            lease=self.lease,
-        )
-        self._record_error("cursor_lost")
-        if mode == "fail":
-            self.state = "cursor_lost"
-            log.error(
-                "cursor_lost_district_stopped",
-                district=self.id,
-                cursor=exc.cursor,
-                reason=reason,
-                hint="resync from the Data API, then `clever-relay cursor set`",
-            )
-            return False
-        log.error(
-            "cursor_lost_resumed_at_latest",
-            district=self.id,
-            cursor=exc.cursor,
-            resumed_from=resumed,
-            reason=reason,
-        )
-        self.cursor = resumed
-        return True
 
     async def _wait_ticking(self, delay_s: float) -> None:
         """Sleep ``delay_s`` (or until stop), ticking health so a long wait is not "stuck"."""
@@ -374,7 +308,7 @@ class DistrictPoller:
             if await sleep_or_stop(min(left, self.cfg.clever.poll_interval_s + 1.0), self._stop):
                 return
 
-    def _record_error(self, kind: str) -> None:
+    def record_error(self, kind: str) -> None:
         """Remember the error and mirror it to the poll-state hash (best effort)."""
         now = time.time()
         self.last_error, self.last_error_at = kind, now
@@ -394,78 +328,8 @@ _background: set[asyncio.Task[None]] = set()
 """Strong references to best-effort poll-state writes (asyncio keeps only weak ones)."""
 
 
-class Poller:
-    """Polls the districts whose leases this replica holds (``relay`` component ``poller``).
-
-    Every configured district has a :class:`DistrictPoller`; a :class:`~relay.leases.LeaseRunner`
-    runs exactly those whose lease this replica holds, so N replicas share the districts
-    (issue 8). ``instance`` names the replica in leases and /status (default: ``[relay]
-    instance`` or the host name, as :func:`relay.service.instance_name`).
-    """
-
-    name = "poller"
-
-    def __init__(
-        self,
-        *,
-        cfg: Config,
-        redis: aioredis.Redis,
-        session: aiohttp.ClientSession,
-        health: Health,
-        keys: Keys,
-        instance: str | None = None,
-    ) -> None:
-        publisher = Publisher(
-            redis=redis,
-            keys=keys,
-            events_maxlen=cfg.redis.events_maxlen,
-            deadletter_maxlen=cfg.redis.deadletter_maxlen,
-        )
-        self.districts = [
-            DistrictPoller(
-                district=d,
-                cfg=cfg,
-                publisher=publisher,
-                redis=redis,
-                session=session,
-                health=health,
-                keys=keys,
-            )
-            for d in cfg.clever.districts
-        ]
-        self.instance = instance or cfg.relay.instance or socket.gethostname()
-        table = LeaseTable(
-            redis=redis,
-            keys=keys,
-            instance=self.instance,
-            districts=[d.id for d in self.districts],
-            ttl_s=cfg.relay.lease_ttl_s,
-        )
-        work = {d.id: d for d in self.districts}
-        self.leases = LeaseRunner(table=table, work=work, health=health)
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Poll held districts until ``stop``; returns once each has finished its publish."""
-        await self.leases.run(stop)
-
-    def status(self) -> dict[str, dict[str, object]]:
-        """Per district: state, lease held here, cursor, page limit, last error (no token)."""
-        return {d.id: d.status() for d in self.districts}
-
-
-def _cursor_age_s(cursor: str) -> float:
-    """Age of an ObjectId from its leading 4-byte timestamp (0 if it is not one)."""
-    if not is_event_id(cursor):
-        return 0.0
-    return time.time() - int(cursor[:8], 16)
-
-
 def _lag_s(created: str) -> float:
     try:
         return max(0.0, time.time() - datetime.fromisoformat(created).timestamp())
     except ValueError:
         return 0.0
-
-
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

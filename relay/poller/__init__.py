@@ -1,0 +1,18 @@
+"""The poller: from Clever's events feed to the relay's events stream, one loop per district.
+
+The package reads like the data flow:
+
+- :mod:`relay.poller.replica`: :class:`Poller`, the component; runs the districts whose lease
+  this replica holds.
+- :mod:`relay.poller.district`: :class:`DistrictPoller`, one district's fetch-publish loop and
+  its error handling.
+- :mod:`relay.poller.start`: where a district without a stored cursor starts (CONTRACT §3).
+- :mod:`relay.poller.cursor_lost`: detecting and reporting a cursor Clever no longer knows.
+- :mod:`relay.poller.batches`: a fetched page as chained, atomically published chunks.
+- :mod:`relay.poller.prefetch`: fetching the next page ahead, within a memory budget.
+"""
+
+from relay.poller.district import DistrictPoller
+from relay.poller.replica import Poller
+
+__all__ = ["DistrictPoller", "Poller"]

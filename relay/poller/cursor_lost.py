@@ -1,0 +1,106 @@
+"""A cursor Clever no longer knows: detect it on quiet districts, report it on the stream.
+
+Clever answers 400/404 to a ``starting_after`` it does not know (:class:`CursorLostError` from
+the client). A quiet district with an old cursor is the subtle case (FACTS §2.5): an empty page
+is normal for a district with no changes, so it is *not* a lost cursor by itself. Only when the
+cursor's ObjectId time is older than Clever's 30-day retention does the poller also ask for the
+feed's newest event id; if Clever has a newer event than the cursor yet returns nothing after
+it, the cursor is lost.
+
+Either way one ``relay.cursor_lost`` control entry goes on the events stream (once per lost
+cursor, however often the process restarts), then the district stops (``on_cursor_lost =
+"fail"``) or resumes at the feed's newest event (``"latest"``).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from relay.errors import CursorLostError
+from relay.logs import get_logger
+from relay.messages import CURSOR_LOST, ControlMessage, encode
+from relay.metrics import DISTRICT_UP, POLL_ERRORS
+from relay.publish import Batch, is_event_id
+
+if TYPE_CHECKING:
+    from relay.poller.district import DistrictPoller
+
+log = get_logger("poller")
+
+RETENTION_S = 30 * 86400
+"""Clever keeps events 30 days (FACTS §2.5)."""
+OLD_CURSOR_S = RETENTION_S - 86400
+"""A cursor this old may have expired: empty pages trigger the newest-event check."""
+
+
+async def check_quiet_cursor(poller: DistrictPoller) -> None:
+    """After an empty page: raise if ``poller``'s old cursor is past Clever's retention.
+
+    Raises:
+        CursorLostError: Clever has newer events than the cursor but returns none after it.
+    """
+    cursor = poller.cursor
+    if cursor is None or cursor_age_s(cursor) <= OLD_CURSOR_S:
+        return
+    latest = await poller.retrying(poller.client.latest_event_id)
+    if latest is not None and latest > cursor:
+        raise CursorLostError(poller.id, cursor, 200)
+
+
+async def report_cursor_lost(poller: DistrictPoller, exc: CursorLostError) -> bool:
+    """Put the control entry on the stream; returns True when polling goes on (``latest``)."""
+    poller.drop_prefetch()
+    mode = poller.cfg.clever.on_cursor_lost
+    POLL_ERRORS.labels(poller.id, "cursor_lost").inc()
+    DISTRICT_UP.labels(poller.id).set(0)
+    resumed = await poller.retrying(poller.client.latest_event_id) if mode == "latest" else None
+    reason = f"Clever answered {exc.status} to starting_after={exc.cursor}"
+    if exc.status == 200:
+        reason = f"cursor {exc.cursor} is past retention and Clever returns nothing after it"
+    control = ControlMessage(
+        type=CURSOR_LOST,
+        district=poller.id,
+        created=_now_iso(),
+        reason=reason,
+        cursor=exc.cursor,
+        resumed_from=resumed,
+    )
+    new_cursor = resumed if mode == "latest" else exc.cursor
+    await poller.publisher.publish(
+        poller.id,
+        Batch(expected=exc.cursor, new_cursor=new_cursor, control=encode(control)),
+        lease=poller.lease,
+    )
+    poller.record_error("cursor_lost")
+    if mode == "fail":
+        poller.state = "cursor_lost"
+        log.error(
+            "cursor_lost_district_stopped",
+            district=poller.id,
+            cursor=exc.cursor,
+            reason=reason,
+            hint="resync from the Data API, then `clever-relay cursor set`",
+        )
+        return False
+    log.error(
+        "cursor_lost_resumed_at_latest",
+        district=poller.id,
+        cursor=exc.cursor,
+        resumed_from=resumed,
+        reason=reason,
+    )
+    poller.cursor = resumed
+    return True
+
+
+def cursor_age_s(cursor: str) -> float:
+    """Age of an ObjectId from its leading 4-byte timestamp (0 if it is not one)."""
+    if not is_event_id(cursor):
+        return 0.0
+    return time.time() - int(cursor[:8], 16)
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
