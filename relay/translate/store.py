@@ -21,7 +21,11 @@ import asyncio
 from typing import TYPE_CHECKING
 
 import msgspec
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from relay.redis_client import is_cluster
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -299,7 +303,8 @@ class Store:
         When this returns, the script call is on the wire, so the caller can translate the
         next batch while Redis runs it (awaiting a plain ``Script`` call in a task gives no
         such guarantee: redis-py awaits several times before writing). One pooled connection
-        carries the call and is released once the reply is read.
+        carries the call and is released once the reply is read. On Redis Cluster the call
+        goes through redis-py's script call in a task (correct, less overlap).
         """
         args: list[bytes | str | int] = [
             lease_value,
@@ -309,28 +314,45 @@ class Store:
             batch.packed(),
         ]
         keys = batch.key_names
+        if is_cluster(self.redis):
+            return asyncio.ensure_future(self._run(keys, args))
         pool = self.redis.connection_pool
         conn = await pool.get_connection()  # type: ignore[no-untyped-call]  # unannotated
         try:
             await conn.send_command("EVALSHA", self._commit.sha, len(keys), *keys, *args)
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            await conn.disconnect()
+            await pool.release(conn)
+            return asyncio.ensure_future(self._run(keys, args))
         except BaseException:
             await conn.disconnect()
             await pool.release(conn)
             raise
         return asyncio.ensure_future(self._reply(conn, keys, args))
 
+    async def _run(self, keys: list[str], args: list[bytes | str | int]) -> int:
+        """The commit through redis-py's script call (loads the script, retries on errors)."""
+        return int(await self._commit(keys=keys, args=args))
+
     async def _reply(
         self, conn: AbstractConnection, keys: list[str], args: list[bytes | str | int]
     ) -> int:
+        """Read the reply of :meth:`send`. On NOSCRIPT (Redis lost its script cache: nothing
+        ran) or a lost connection the call is made again through redis-py: the script skips
+        whatever a first run applied, so running it twice writes nothing twice."""
         pool = self.redis.connection_pool
+        broken = False
         try:
             applied = await conn.read_response()
         except NoScriptError:
-            # Redis lost its script cache (restart, SCRIPT FLUSH): nothing ran; load and run.
-            applied = await self._commit(keys=keys, args=args)
+            applied = None
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            broken, applied = True, None
         except BaseException:
-            await conn.disconnect()
+            broken = True
             raise
         finally:
+            if broken:
+                await conn.disconnect()
             await pool.release(conn)
-        return int(applied)
+        return await self._run(keys, args) if applied is None else int(applied)
