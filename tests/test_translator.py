@@ -184,6 +184,18 @@ class TestTranslator:
             == object_id(0xB003).encode()
         )
 
+    async def test_translator_one_entry_batches_use_the_in_flight_write(
+        self, redis_client: aioredis.Redis, redis_url: str, make: Callable[..., Translator]
+    ) -> None:
+        """With batches of one, each update is diffed against the previous batch's snapshot."""
+        cfg = test_cfg(redis_url, batch_size=1)
+        await publish(redis_client, DISTRICT_A, sample_events(20, DISTRICT_A))
+        async with running(make(cfg)):
+            await eventually(lambda: drained(redis_client), what="group drained")
+        assert await legacy_streams(redis_client) == expected_streams(
+            await messages_of(redis_client)
+        )
+
     async def test_translator_forced_redelivery_writes_nothing_twice(
         self, redis_client: aioredis.Redis, redis_url: str, make: Callable[..., Translator]
     ) -> None:
