@@ -5,10 +5,12 @@ any moment the poller holds the page's envelope plus the encodings of *one* chun
 whole page: a 10,000-event page no longer exists at once as decoded events, normalized messages,
 their encodings and the script's arguments (docs/performance.md, "Memory").
 
-Chunks grow from :data:`FIRST_CHUNK_EVENTS` to :data:`CHUNK_EVENTS`: after an idle interval the
-oldest events of every district are published (and reach the translator) within a few hundred
-events, instead of waiting behind whole pages of other districts (docs/performance.md,
-"Latency"), while a large page still costs about one script call per thousand events.
+A page's first chunk is small (:data:`FIRST_CHUNK_EVENTS`), the others :data:`LATER_CHUNK_EVENTS`:
+after an idle interval the oldest events of every district are published (and reach the
+translator) a few dozen events in, instead of behind whole pages of other districts
+(docs/performance.md, "Latency"), while a large page still costs one script call per
+five hundred events (half the script's limit, :data:`relay.publish.CHUNK_EVENTS`: a smaller
+chunk is less memory at once, for a few percent of throughput).
 
 Each batch is chained on the previous one's cursor and is atomic with it (:mod:`relay.publish`),
 so a crash between chunks loses and repeats nothing. Events that fail validation become dead
@@ -32,8 +34,11 @@ if TYPE_CHECKING:
 
     from relay.messages import EventItem, EventsPage
 
-FIRST_CHUNK_EVENTS = 125
-"""Events in a page's first chunk; each next chunk doubles, up to :data:`CHUNK_EVENTS`."""
+FIRST_CHUNK_EVENTS = 50
+"""Events in a page's first chunk (the oldest, the ones waiting longest); later chunks are
+:data:`LATER_CHUNK_EVENTS`."""
+LATER_CHUNK_EVENTS = min(500, CHUNK_EVENTS)
+"""Events in each later chunk of a page."""
 
 
 class _IdOnly(msgspec.Struct, frozen=True):
@@ -52,7 +57,7 @@ def chunk_bounds(count: int) -> list[tuple[int, int]]:
     while start < count:
         end = min(count, start + size)
         bounds.append((start, end))
-        start, size = end, min(CHUNK_EVENTS, size * 2)
+        start, size = end, LATER_CHUNK_EVENTS
     return bounds
 
 

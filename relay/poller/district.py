@@ -63,6 +63,8 @@ class _Page:
     size_bytes: int
     end_cursor: str | None
     """None for an empty page."""
+    requested_at: float
+    """``time.monotonic()`` when the request was made: Clever's state is from then."""
 
 
 class DistrictPoller:
@@ -195,7 +197,7 @@ class DistrictPoller:
         if fetched is None:
             return
         if fetched.end_cursor is None:
-            await self._caught_up()
+            await self._caught_up(fetched.requested_at)
             return
         if self.state != "polling":
             self.state = "polling"
@@ -235,9 +237,10 @@ class DistrictPoller:
         limit = self.limit
 
         async def once() -> _Page:
+            requested_at = time.monotonic()
             fetched = await self.client.fetch_events(starting_after=cursor, limit=limit)
             end_cursor = page_end_cursor(fetched.page)
-            return _Page(fetched.page, fetched.size_bytes, end_cursor)
+            return _Page(fetched.page, fetched.size_bytes, end_cursor, requested_at)
 
         return await self.retrying(once)
 
@@ -276,8 +279,13 @@ class DistrictPoller:
         if batch.newest_created:
             DISTRICT_LAG.labels(self.id).set(_lag_s(batch.newest_created))
 
-    async def _caught_up(self) -> None:
-        """An empty page: nothing new. Check an old cursor, note success, wait the interval."""
+    async def _caught_up(self, requested_at: float) -> None:
+        """An empty page: nothing new. Check an old cursor, note success, wait the interval.
+
+        The interval counts from when the empty page was requested: a page fetched ahead may
+        have waited while the previous page was published, and events that arrived meanwhile
+        must not wait that long on top of the interval.
+        """
         await check_quiet_cursor(self)
         self.state = "caught_up"
         self._progress_at = time.monotonic()
@@ -287,7 +295,8 @@ class DistrictPoller:
             self.keys.poll_state(self.id),
             mapping={"last_success": repr(time.time()), "healthy": "1"},
         )
-        await sleep_or_stop(self.cfg.clever.poll_interval_s, self._stop)
+        waited_s = time.monotonic() - requested_at
+        await sleep_or_stop(self.cfg.clever.poll_interval_s - waited_s, self._stop)
 
     async def _unauthorized(self, exc: CleverAuthError) -> None:
         """Clever refused the token: mark the district unhealthy and retry slowly."""
