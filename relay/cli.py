@@ -120,8 +120,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return code
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every subcommand."""
+def build_parser(*, with_simulator: bool = True) -> argparse.ArgumentParser:
+    """The argument parser with every subcommand.
+
+    Args:
+        with_simulator: add the simulator's own flags; ``main`` leaves them out unless the
+            command is ``simulate``, so ``run`` does not import the simulator (start-up time
+            and memory of every relay process).
+    """
     parser = argparse.ArgumentParser(prog="clever-relay", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"clever-relay {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -160,11 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
     schema = add("schema", cmd_schema, "print the JSON Schema of a message", config=False)
     schema.add_argument("name", choices=["events"])
 
-    from relay.simulator.cli import add_arguments as add_simulator_arguments
+    simulate = add("simulate", cmd_simulate, "serve a Clever-compatible API", config=False)
+    if with_simulator:
+        from relay.simulator.cli import add_arguments as add_simulator_arguments
 
-    add_simulator_arguments(
-        add("simulate", cmd_simulate, "serve a Clever-compatible API", config=False)
-    )
+        add_simulator_arguments(simulate)
     demo = add("demo", cmd_demo, "show the whole pipeline working on this machine", config=False)
     demo.add_argument("--duration", type=float, help="stop after S seconds and print a summary")
     demo.add_argument("--seed", type=int, default=1)
@@ -173,8 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(with_simulator="simulate" in words)
+    args = parser.parse_args(words)
     try:
         result: int = args.func(args)
     except ConfigError as exc:
