@@ -145,7 +145,7 @@ class TestV2ApiEndToEnd:
                 STAFF_LEGACY_ID,
             )
             legacy = await district_legacy_events(redis_client, district)
-            assert len(legacy) > 150
+            assert len(legacy) > 100
             example = load_example()
             base = str(served.client.make_url("")).rstrip("/")
             polled = await asyncio.to_thread(

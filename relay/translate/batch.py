@@ -32,16 +32,22 @@ from relay.translate.rules import (
     translate,
 )
 from relay.translate.store import BatchWrite
+from relay.v2api.readmodel import event_op
 
 if TYPE_CHECKING:
     from relay.keys import Keys
     from relay.translate import v3
     from relay.translate.group import Entry
     from relay.translate.lookup import TeacherLookup
+    from relay.translate.rules import LegacyOut
     from relay.translate.store import Store
 
 log = get_logger("translator")
 
+USER_RECORD_TYPES = frozenset(
+    ("students", "teachers", "schooladmins", "districtadmins", "contacts")
+)
+"""v2 record types made from v3 users: their read-model write records the v3 user id."""
 SKIP_CONTROL = "control_entry"
 """Skip reason of relay control entries (``relay.cursor_lost``) on the events stream."""
 
@@ -163,8 +169,11 @@ class BatchTranslator:
         lookup: TeacherLookup,
         record_types: frozenset[str],
         max_deliveries: int,
+        read_model: bool = False,
     ) -> None:
         self.keys = keys
+        self.read_model = read_model
+        """Also keep the v2 read model (CONTRACT §9) in the same write as the legacy events."""
         self.store = store
         self.lookup = lookup
         self.record_types = record_types
@@ -316,14 +325,19 @@ class BatchTranslator:
     def _translated(self, outcome: Outcome, stream_id: str, item: _Msg, tr: Translation) -> None:
         write, msg, user_id = outcome.write, item.msg, item.user_id
         for out, lid in zip(tr.events, legacy_ids(stream_id, len(tr.events)), strict=True):
+            data = encode_legacy_event(out, lid, msg.created)
             write.legacy(
                 out.record_type,
                 legacy_id=lid,
                 type_=out.type,
                 district=msg.district,
                 source=msg.id,
-                data=encode_legacy_event(out, lid, msg.created),
+                data=data,
             )
+            if self.read_model:
+                self._read_model(
+                    write, out, district=msg.district, legacy_id=lid, data=data, user_id=user_id
+                )
             outcome.translated[out.type] += 1
         if tr.skipped is not None:
             outcome.skipped[tr.skipped] += 1
@@ -333,6 +347,31 @@ class BatchTranslator:
             write.put_user(msg.district, user_id, tr.user_snapshot)
         for uid, legacy in tr.teacher_ids.items():
             write.put_teacher(msg.district, uid, legacy)
+
+    def _read_model(
+        self,
+        write: BatchWrite,
+        out: LegacyOut,
+        *,
+        district: str,
+        legacy_id: str,
+        data: bytes,
+        user_id: str | None,
+    ) -> None:
+        """Add the v2 read model's write of one legacy event (skipped, logged, if unreadable)."""
+        try:
+            op = event_op(
+                out,
+                prefix=self.keys.prefix,
+                district=district,
+                legacy_id=legacy_id,
+                data=data,
+                v3_id=user_id if out.record_type in USER_RECORD_TYPES else None,
+            )
+        except (msgspec.DecodeError, ValueError) as exc:
+            log.warning("read_model_skipped", type=out.type, legacy_id=legacy_id, error=str(exc))
+            return
+        write.read_model(op)
 
 
 def _remember(state: _State, msg: EventMessage, user_id: str | None, tr: Translation) -> None:

@@ -114,6 +114,8 @@ class Translator:
             lookup=lookup or TeacherLookup(cfg=cfg, session=session),
             record_types=frozenset(legacy.record_types),
             max_deliveries=legacy.max_deliveries,
+            # Configured v2 clients mean the v2 API is served (by this process or another).
+            read_model=bool(cfg.v2api.clients),
         )
         self.role = "standby"
         self.position: str | None = None

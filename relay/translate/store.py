@@ -26,6 +26,7 @@ from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from relay.redis_client import is_cluster
+from relay.v2api.readmodel import LUA_FUNCTIONS
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -50,12 +51,16 @@ FENCED = -1
 #     'H' k field value                    HSET KEYS[k] field value
 #     'D' k field                          HDEL KEYS[k] field
 #     'L' reason detail district source data   XADD <p>:deadletter (this source entry)
+#     'V' <12 fields>                       the v2 read model's write of one legacy event
+#                                          (relay.v2api.readmodel.event_op; rm_apply)
 #     'C' n cmd k arg1 .. arg(n-2)         redis.call(cmd, KEYS[k], arg1, ..): any other write
 #
 # Ops of an entry at or below the stored position are skipped (effectively once); every entry
 # is acknowledged. To add a write, prefer 'C' (BatchWrite.command); add a dedicated op only if
 # it is hot enough for its packing to matter.
-_COMMIT = """
+_COMMIT = (
+    LUA_FUNCTIONS
+    + """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 local group, legacy_max, dl_max = ARGV[2], ARGV[3], ARGV[4]
 local ops = cmsgpack.unpack(ARGV[5])
@@ -94,6 +99,9 @@ while i <= n do
           'source', ops[i + 4], 'entry', sid, 'data', ops[i + 5])
       end
       i = i + 6
+    elseif op == 'V' then
+      if fresh then rm_apply(ops, i, legacy_max) end
+      i = i + 13
     elseif op == 'C' then
       local nargs = ops[i + 1]
       if fresh then
@@ -115,6 +123,7 @@ for j = 1, #ids, 1000 do
 end
 return applied
 """
+)
 
 _packer = msgspec.msgpack.Encoder()
 
@@ -220,6 +229,15 @@ class BatchWrite:
     ) -> None:
         """Send the current source entry to ``<p>:deadletter`` instead of translating it."""
         self._op("L", reason, detail, district, source, blob(data))
+
+    def read_model(self, op: list[bytes | str | int]) -> None:
+        """The v2 read model's write of one legacy event of the current entry (CONTRACT §9).
+
+        ``op`` comes from :func:`relay.v2api.readmodel.event_op`; it runs in the same script as
+        the legacy XADD, fenced and skipped on replay like the rest, so the read model is
+        exactly as fresh as the legacy streams.
+        """
+        self._op(*(blob(a) if isinstance(a, bytes) else a for a in op))
 
     def command(self, name: str, key: str, *args: str | int | bytes) -> None:
         """Any other write of the current entry: ``redis.call(name, key, *args)`` if fresh.
