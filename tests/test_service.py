@@ -109,7 +109,8 @@ class TestServiceDrain:
 
     async def test_service_component_crash_exits_1(self, redis_url: str) -> None:
         """A component that dies on its own stops the service with exit code 1."""
-        service = Service(config(redis_url, free_port()), components=[Crasher(), InFlight()])
+        cfg = config(redis_url, free_port(), shutdown_grace_s=0.2)
+        service = Service(cfg, components=[Crasher(), InFlight()])
         assert await asyncio.wait_for(service.run(), timeout=10) == 1
 
 
