@@ -6,7 +6,8 @@ v2 routes from a separate process (``python -m bench.v2api serve``), and measure
 latency from ``--clients`` concurrent aiohttp clients, each asking pages at random cursors.
 Also times the read-model Lua cost per event (what the translator's batch pays).
 
-Run: ``.venv/bin/python -m bench.v2api [--clients 100] [--requests 2000]``
+Run: ``.venv/bin/python -m bench.v2api [--clients 100] [--requests 2000]``; the translator's
+cost of keeping the read model: ``.venv/bin/python -m bench.v2api translator --events 100000``.
 """
 
 from __future__ import annotations
@@ -181,10 +182,41 @@ def wait_ready(base: str) -> None:
             time.sleep(0.05)
 
 
+def translator_overhead(*, events: int, districts: int, runs: int) -> dict[str, list[float]]:
+    """The translator alone (real processes, ``bench.relay_runs``) without and with the read
+    model (v2 clients configured through the environment); events/s per run."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from bench.procs import SimProc
+    from bench.relay_runs import RelayBench
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-v2-"))
+    redis_proc = RedisProc()
+    sim = SimProc(seed=1, districts=districts, events_per_district=events // districts)
+    rates: dict[str, list[float]] = {"without_read_model": [], "with_read_model": []}
+    clients = '[{name = "bench", district = "%s", token = "bench-v2-key"}]'
+    try:
+        bench = RelayBench(redis_proc, sim, tmp)
+        for _ in range(runs):
+            for mode, found in rates.items():
+                os.environ.pop("RELAY__V2API__CLIENTS", None)
+                if mode == "with_read_model":
+                    os.environ["RELAY__V2API__CLIENTS"] = clients % sim.districts()[0].id
+                bench.poller_alone()
+                found.append(round(bench.translator_alone().rate, 1))
+    finally:
+        os.environ.pop("RELAY__V2API__CLIENTS", None)
+        sim.close()
+        redis_proc.close()
+    return rates
+
+
 def main() -> None:
     """Fill, serve, measure; print one JSON report."""
     parser = argparse.ArgumentParser(prog="python -m bench.v2api")
-    parser.add_argument("mode", nargs="?", default="run", choices=["run", "serve"])
+    parser.add_argument("mode", nargs="?", default="run", choices=["run", "serve", "translator"])
     parser.add_argument("--redis-url")
     parser.add_argument("--port", type=int)
     parser.add_argument("--students", type=int, default=20000)
@@ -194,6 +226,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.mode == "serve":
         serve(args.redis_url, args.port)
+        return
+    if args.mode == "translator":
+        rates = translator_overhead(events=args.events, districts=4, runs=2)
+        print(json.dumps(rates, indent=2))
         return
     redis_proc = RedisProc()
     port = free_port()

@@ -17,6 +17,7 @@ replay) is ignored, never fatal.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -43,8 +44,9 @@ local function rm_put(base, rt, id, json, refs)
   local rkey = base .. ':refs:' .. rt
   local old = redis.call('HGET', rkey, id) or ''
   if json then
-    redis.call('HSET', base .. ':obj:' .. rt, id, json)
-    redis.call('ZADD', base .. ':ids:' .. rt, 0, id)
+    if redis.call('HSET', base .. ':obj:' .. rt, id, json) == 1 then
+      redis.call('ZADD', base .. ':ids:' .. rt, 0, id)
+    end
   else
     redis.call('HDEL', base .. ':obj:' .. rt, id)
     redis.call('ZREM', base .. ':ids:' .. rt, id)
@@ -85,7 +87,7 @@ local function rm_apply(a, i, maxlen)
     local id, json, refs, sid = a[i + 4], a[i + 5], a[i + 6], a[i + 8]
     if a[i + 3] == 'deleted' then json = nil end
     rm_put(base, rt, id, json, refs)
-    rm_idmap(base, rt, id, a[i + 11])
+    if a[i + 3] == 'created' then rm_idmap(base, rt, id, a[i + 11]) end
     local added = redis.pcall('XADD', base .. ':events', 'MAXLEN', '~', maxlen, sid,
       'type', a[i + 9], 'data', a[i + 10], 'id', a[i + 12])
     if type(added) == 'table' and added.err then return end
@@ -171,12 +173,11 @@ def references(record_type: str, obj: bytes) -> tuple[str, str, str]:
         msgspec.DecodeError: the JSON has no string ``id`` or a reference field is malformed.
     """
     decoded = _refs_decoder.decode(obj)
-    refs = sorted(
-        {
-            f"{target}:{v}"
-            for target, field in REFS.get(record_type, ())
-            for v in _values(decoded, field)
-        }
+    spec = REFS.get(record_type)
+    refs = (
+        sorted({f"{target}:{v}" for target, field in spec for v in _values(decoded, field)})
+        if spec
+        else ()
     )
     if record_type == "schools":
         schools = [decoded.id]
@@ -185,6 +186,12 @@ def references(record_type: str, obj: bytes) -> tuple[str, str, str]:
     else:
         schools = []
     return decoded.id, "\n".join(refs), "\n".join(schools)
+
+
+@lru_cache(maxsize=4096)
+def _base(prefix: str, district: str) -> str:
+    """A district's key base, built once per district (the translator asks per event)."""
+    return ReadModelKeys(prefix, district).base
 
 
 def event_op(
@@ -211,7 +218,7 @@ def event_op(
     object_id, refs, schools = references(out.record_type, obj)
     return [
         "V",
-        ReadModelKeys(prefix, district).base,
+        _base(prefix, district),
         out.record_type,
         action,
         object_id,
@@ -230,14 +237,14 @@ def put_op(
     *, prefix: str, district: str, record_type: str, obj: bytes, v3_id: str | None = None
 ) -> list[Arg]:
     """The operation that stores one v2 object (as the sync reads it), no event."""
-    base = ReadModelKeys(prefix, district).base
+    base = _base(prefix, district)
     object_id, refs, _ = references(record_type, obj)
     return ["O", base, record_type, object_id, obj, refs, v3_id or ""]
 
 
 def remove_op(*, prefix: str, district: str, record_type: str, v2_id: str) -> list[Arg]:
     """The operation that forgets one v2 object and its relations."""
-    return ["R", ReadModelKeys(prefix, district).base, record_type, v2_id]
+    return ["R", _base(prefix, district), record_type, v2_id]
 
 
 class ReadModelWriter:
