@@ -184,7 +184,8 @@ def wait_ready(base: str) -> None:
 
 def translator_overhead(*, events: int, districts: int, runs: int) -> dict[str, list[float]]:
     """The translator alone (real processes, ``bench.relay_runs``) without and with the read
-    model (v2 clients configured through the environment); events/s per run."""
+    model (v2 clients configured through the environment): events/s and Redis busy time per
+    source event (all commands, from ``INFO commandstats``) per run."""
     import os
     import tempfile
     from pathlib import Path
@@ -196,6 +197,7 @@ def translator_overhead(*, events: int, districts: int, runs: int) -> dict[str, 
     redis_proc = RedisProc()
     sim = SimProc(seed=1, districts=districts, events_per_district=events // districts)
     rates: dict[str, list[float]] = {"without_read_model": [], "with_read_model": []}
+    redis_us: dict[str, list[float]] = {mode: [] for mode in rates}
     clients = '[{name = "bench", district = "%s", token = "bench-v2-key"}]'
     try:
         bench = RelayBench(redis_proc, sim, tmp)
@@ -205,12 +207,21 @@ def translator_overhead(*, events: int, districts: int, runs: int) -> dict[str, 
                 if mode == "with_read_model":
                     os.environ["RELAY__V2API__CLIENTS"] = clients % sim.districts()[0].id
                 bench.poller_alone()
-                found.append(round(bench.translator_alone().rate, 1))
+                client = redis_proc.client()
+                client.config_resetstat()
+                phase = bench.translator_alone()
+                found.append(round(phase.rate, 1))
+                stats: dict[str, Any] = client.info("commandstats")
+                busy_us = sum(v["usec"] for v in stats.values())
+                redis_us[mode].append(round(busy_us / phase.events, 1))
     finally:
         os.environ.pop("RELAY__V2API__CLIENTS", None)
         sim.close()
         redis_proc.close()
-    return rates
+    return {
+        **{f"{mode}_events_per_s": found for mode, found in rates.items()},
+        **{f"{mode}_redis_us_per_event": found for mode, found in redis_us.items()},
+    }
 
 
 def main() -> None:
