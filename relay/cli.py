@@ -77,6 +77,17 @@ def cmd_cursor(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_sync(args: argparse.Namespace) -> int:
+    """Fill the v2 read model from Clever's Data API (initial or repair sync)."""
+    from relay import logs
+    from relay.v2api.sync import run_sync
+
+    cfg = _config(args)
+    logs.configure(level=cfg.log.level, fmt=cfg.log.format)
+    code: int = asyncio.run(run_sync(cfg, args.district, progress=sys.stdout.isatty()))
+    return code
+
+
 def cmd_webhooks(args: argparse.Namespace) -> int:
     """List, replay or purge an endpoint's dead letters."""
     from relay.webhooks import admin
@@ -153,6 +164,8 @@ def build_parser(*, with_simulator: bool = True) -> argparse.ArgumentParser:
     set_.add_argument("--config", help="TOML config file (default: $RELAY_CONFIG)")
     set_.add_argument("--district", required=True)
     set_.add_argument("event_id", help="the Clever event id to resume after")
+    sync = add("sync", cmd_sync, "initial or repair sync of the v2 read model from the Data API")
+    sync.add_argument("--district", help="only this district")
     webhooks = add("webhooks", cmd_webhooks, "inspect, re-send or drop webhook dead letters")
     webhooks_sub = webhooks.add_subparsers(dest="webhooks_command", required=True, metavar="ACTION")
     for action, help_ in (

@@ -148,7 +148,7 @@ class Service:
                 self.components = build_components(
                     cfg, redis=redis, session=session, health=self.health, keys=self.keys
                 )
-            if "http" in cfg.relay.components:
+            if {"http", "v2api"} & set(cfg.relay.components):
                 ops = await self._start_ops(redis)
             log.info(
                 "relay_started",
@@ -169,6 +169,10 @@ class Service:
         from relay.ops.server import OpsServer
 
         ops = OpsServer(cfg=self.cfg, redis=redis, health=self.health, status=self.status)
+        if "v2api" in self.cfg.relay.components:
+            from relay.v2api.server import add_routes
+
+            add_routes(ops.app, cfg=self.cfg, redis=redis, keys=self.keys)
         await ops.start()
         return ops
 
