@@ -1,6 +1,6 @@
 """The translator: reads ``<p>:events`` with a consumer group, writes the legacy streams.
 
-One process at a time is *active*: it holds the lease (:mod:`relay.translate.lease`) and reads
+One process at a time is *active*: it holds the lease (:mod:`relay.lease`) and reads
 the group; the others are *standby* and take over when the lease lapses. That keeps every
 district's events in order without per-district coordination (docs/architecture-translator.md
 explains the choice and how to scale past one active translator).
@@ -38,6 +38,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from relay.backoff import Backoff, sleep_or_stop
+from relay.lease import Lease
 from relay.logs import get_logger
 from relay.metrics import (
     DEAD_LETTERED,
@@ -50,7 +51,6 @@ from relay.metrics import (
 from relay.translate.batch import BatchTranslator, Outcome, Prepared
 from relay.translate.group import NEW, PENDING, Fenced, GroupReader, is_nogroup
 from relay.translate.ids import parse_stream_id
-from relay.translate.lease import Lease
 from relay.translate.lookup import TeacherLookup
 from relay.translate.store import FENCED, Store
 

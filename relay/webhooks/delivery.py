@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import RedisError
 
 from relay import logs
-from relay.translate.lease import Lease
+from relay.lease import Lease
 from relay.webhooks.endpoint import EndpointWorker
 
 if TYPE_CHECKING:

@@ -1,13 +1,13 @@
-"""The single-active-translator lease: one process translates, the others stand by.
+"""A single-active lease: one process does a job, the others stand by.
 
-A district's events must reach the legacy streams in order. Consumer groups hand entries to
-whichever consumer asks first, so two active translators would race on one district; instead
-exactly one translator holds this lease and does all the work, and standbys take over when it
-lapses (see docs/architecture-translator.md).
+The translator uses it so that one process translates the events stream in order (consumer
+groups hand entries to whichever consumer asks first, so two active translators would race on
+one district; see docs/architecture-translator.md), and webhook delivery so that one replica
+sends. Standbys take over when the lease lapses, or at once when the holder releases it.
 
 The lease value is ``"<fence>:<owner>"``. ``fence`` comes from a counter incremented on every
 acquisition, ``owner`` is random per process start, so a value is never reused: every Lua
-script that reads or writes for the translator first checks that the lease still holds *this*
+script that reads or writes for the holder first checks that the lease still holds *this*
 value and refuses otherwise. A paused ex-holder (GC, SIGSTOP, network partition) that wakes up
 after a takeover therefore can neither take deliveries nor write a legacy event.
 """
