@@ -9,8 +9,8 @@ one script, so Redis applies all of it or none of it. The script first compares 
 cursor with the one the poller *expects* (compare-and-set): a second poller on the same
 district, a retry of a publish whose reply was lost, or an operator's ``cursor set`` makes it
 refuse with :class:`~relay.errors.FencedError` instead of writing a duplicate. Before that,
-when the poller holds a district lease (:mod:`relay.leases`), the script checks that the lease
-still holds the poller's value (fencing token included) and refuses with
+when the poller holds a district lease (:mod:`relay.district_leases`), the script checks that
+the lease still holds the poller's value (fencing token included) and refuses with
 :class:`LeaseLostError` otherwise, so an ex-owner woken from a pause cannot write.
 
 The script is sent with EVALSHA (redis-py ``register_script`` loads it on ``NOSCRIPT``), and

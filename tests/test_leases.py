@@ -11,9 +11,9 @@ import msgspec
 import pytest
 
 from relay.config import validate
+from relay.district_leases import LeaseRunner, LeaseTable, fair_share, lease_holder
 from relay.health import Health
 from relay.keys import Keys
-from relay.leases import LeaseRunner, LeaseTable, fair_share, lease_holder
 from relay.ops.status import StatusSource
 from relay.publish import Batch, LeaseLostError, Publisher
 from tests.test_poller import wait_for

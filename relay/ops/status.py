@@ -23,8 +23,8 @@ from prometheus_client import Gauge
 from redis.exceptions import RedisError, ResponseError
 
 from relay import __version__
+from relay.district_leases import lease_holder
 from relay.keys import Keys
-from relay.leases import lease_holder
 from relay.metrics import DISTRICT_LAG, REGISTRY, TRANSLATOR_LAG, TRANSLATOR_PENDING
 
 if TYPE_CHECKING:

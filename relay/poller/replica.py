@@ -1,8 +1,9 @@
 """The ``poller`` component: polls exactly the districts whose lease this replica holds.
 
 Every configured district gets a :class:`~relay.poller.district.DistrictPoller`, all sharing one
-:class:`~relay.publish.Publisher`; a :class:`~relay.leases.LeaseRunner` starts and stops them as
-this replica gains and loses district leases, so N replicas share the districts (issue 8).
+:class:`~relay.publish.Publisher`; a :class:`~relay.district_leases.LeaseRunner` starts and
+stops them as this replica gains and loses district leases, so N replicas share the districts
+(issue 8).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import socket
 from typing import TYPE_CHECKING
 
-from relay.leases import LeaseRunner, LeaseTable
+from relay.district_leases import LeaseRunner, LeaseTable
 from relay.poller.district import DistrictPoller
 from relay.poller.prefetch import PrefetchBudget
 from relay.publish import Publisher
@@ -29,10 +30,11 @@ if TYPE_CHECKING:
 class Poller:
     """Polls the districts whose leases this replica holds (``relay`` component ``poller``).
 
-    Every configured district has a :class:`DistrictPoller`; a :class:`~relay.leases.LeaseRunner`
-    runs exactly those whose lease this replica holds, so N replicas share the districts
-    (issue 8). ``instance`` names the replica in leases and /status (default: ``[relay]
-    instance`` or the host name, as :func:`relay.service.instance_name`).
+    Every configured district has a :class:`DistrictPoller`; a
+    :class:`~relay.district_leases.LeaseRunner` runs exactly those whose lease this replica
+    holds, so N replicas share the districts (issue 8). ``instance`` names the replica in leases
+    and /status (default: ``[relay] instance`` or the host name, as
+    :func:`relay.service.instance_name`).
     """
 
     name = "poller"
