@@ -204,13 +204,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"clever-relay: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (RelayError, OSError) as exc:
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except Exception as exc:
+        # One clear line for anything else too (Redis down, a bug): the contract promises no
+        # traceback unless --debug, and the message is scrubbed of secrets.
         if args.debug:
             raise
         from relay.logs import scrub
 
-        print(f"clever-relay: {scrub(str(exc))}", file=sys.stderr)
+        known = isinstance(exc, (RelayError, OSError))
+        message = scrub(str(exc)) if known else f"{type(exc).__name__}: {scrub(str(exc))}"
+        print(f"clever-relay: {message}", file=sys.stderr)
         return EXIT_FAILURE
-    except KeyboardInterrupt:
-        return EXIT_OK
     return result

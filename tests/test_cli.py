@@ -145,3 +145,18 @@ class TestWebhooksCommands:
         assert result.returncode == 2
         assert len(result.stderr.splitlines()) == 1
         assert "nope" in result.stderr
+
+
+class TestRuntimeErrors:
+    def test_redis_down_is_one_line_and_exit_1(self, tmp_path: Path) -> None:
+        """A command that cannot reach Redis prints one line, no traceback, and exits 1."""
+        path = tmp_path / "dead.toml"
+        path.write_text(
+            '[relay]\ncomponents = ["translator"]\n[redis]\nurl = "redis://127.0.0.1:1/0"\n'
+            '[[clever.districts]]\nid = "d1"\ntoken = "t"\n'
+        )
+        result = run_cli("cursor", "show", "--config", str(path))
+        assert result.returncode == 1
+        assert result.stderr.startswith("clever-relay: ConnectionError: ")
+        assert len(result.stderr.splitlines()) == 1
+        assert "Traceback" not in result.stderr
