@@ -1,7 +1,7 @@
 """Runs the webhooks component alone in a process, for the SIGKILL restart test.
 
 ``python -m tests.webhook_runner CONFIG`` builds the component as the service will and runs it
-until SIGTERM (the service wiring is the lead's; this keeps the test independent of it).
+until SIGTERM, without the rest of the service, so the test exercises this component alone.
 """
 
 from __future__ import annotations
