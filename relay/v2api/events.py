@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from relay.config import ALL_RECORD_TYPES
 from relay.v2api.keys import stream_id
 from relay.v2api.paging import (
     LAST,
@@ -32,18 +33,8 @@ if TYPE_CHECKING:
     from relay.v2api.keys import ReadModelKeys
     from relay.v2api.pages import Joined
 
-RECORD_TYPES = (
-    "students",
-    "teachers",
-    "contacts",
-    "districtadmins",
-    "schooladmins",
-    "sections",
-    "schools",
-    "districts",
-    "courses",
-    "terms",
-)
+RECORD_TYPES: tuple[str, ...] = ALL_RECORD_TYPES
+"""The ``record_type`` values v2 consumers may filter on: the legacy streams' record types."""
 ALIASES = {"district_admins": "districtadmins", "school_admins": "schooladmins"}
 SCAN_CHUNK = 1000
 """Entries read per round while filtering a school's index by record type."""
