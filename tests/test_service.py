@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -17,6 +14,7 @@ from relay.service import Service
 from relay.simulator import Faults, SimOptions, World, running_simulator
 from tests.redis_server import free_port
 from tests.test_poller import PREFIX, event_count, feed_ids, stream_ids, wait_for
+from tests.test_poller_crash import _start
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -133,17 +131,6 @@ def _write_config(path: Path, redis_url: str, base_url: str, world: World, port:
         f'[legacy]\nblock_ms = 100\n\n[http]\nhost = "127.0.0.1"\nport = {port}\n\n'
         '[log]\nlevel = "warning"\n'
     )
-
-
-def _start(config: Path) -> subprocess.Popen[bytes]:
-    """Start ``clever-relay run``; output goes to relay.log beside the config."""
-    with (config.parent / "relay.log").open("ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "relay", "run", "--config", str(config)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
 
 
 class TestServiceSigterm:
