@@ -52,7 +52,9 @@ FENCED = -1
 #     'D' k field                          HDEL KEYS[k] field
 #     'L' reason detail district source data   XADD <p>:deadletter (this source entry)
 #     'V' <12 fields>                       the v2 read model's write of one legacy event
-#                                          (relay.v2api.readmodel.event_op; rm_apply)
+#                                          (relay.v2api.readmodel.event_op; rm_apply); its
+#                                          event JSON is the preceding X's, by index
+#                                          (BatchWrite.read_model)
 #     'C' n cmd k arg1 .. arg(n-2)         redis.call(cmd, KEYS[k], arg1, ..): any other write
 #
 # Ops of an entry at or below the stored position are skipped (effectively once); every entry
@@ -148,8 +150,11 @@ def teachers_key(keys: Keys, district: str) -> str:
     return f"{keys.prefix}:teachers:{district}"
 
 
-Arg = str | int | msgspec.Raw
-"""One element of the packed op list: text, a count or key index, or a :func:`blob`."""
+Arg = str | int | msgspec.Raw | list[int]
+"""One element of the packed op list: text, a count or key index, a :func:`blob`, or a
+``[first, last]`` position pair (a read-model object inside its event JSON)."""
+DATA_AT, OBJECT_AT = 10, 5
+"""Positions of the event JSON and of the object in a ``V`` operation (``event_op``)."""
 
 
 class BatchWrite:
@@ -174,6 +179,8 @@ class BatchWrite:
         self.entries = 0
         self.last_id: str | None = None
         self._count_at = -1
+        self._last_data: tuple[bytes, int] | None = None
+        """The last legacy event JSON and its (1-based, Lua) index in :attr:`ops`."""
 
     def key(self, name: str) -> int:
         """The KEYS index of ``name``, declaring it on first use."""
@@ -211,6 +218,7 @@ class BatchWrite:
         if key is None:
             key = self._legacy_keys[record_type] = self.key(self.keys.legacy(record_type))
         self._op("X", key, legacy_id, type_, district, source, blob(data))
+        self._last_data = (data, len(self.ops))
 
     def put_user(self, district: str, user_id: str, user: bytes | msgspec.Raw) -> None:
         """Store the last known v3 user."""
@@ -235,9 +243,19 @@ class BatchWrite:
 
         ``op`` comes from :func:`relay.v2api.readmodel.event_op`; it runs in the same script as
         the legacy XADD, fenced and skipped on replay like the rest, so the read model is
-        exactly as fresh as the legacy streams.
+        exactly as fresh as the legacy streams. When its event JSON is the one of the legacy
+        XADD just added, the event JSON and the object inside it travel once: the operation
+        points at them (see :data:`relay.v2api.readmodel.LUA_FUNCTIONS`).
         """
-        self._op(*(blob(a) if isinstance(a, bytes) else a for a in op))
+        parts: list[Arg] = [blob(a) if isinstance(a, bytes) else a for a in op]
+        last = self._last_data
+        data, obj = op[DATA_AT], op[OBJECT_AT]
+        if last is not None and data is last[0] and isinstance(obj, bytes):
+            parts[DATA_AT] = last[1]
+            start = data.find(obj)
+            if start >= 0:
+                parts[OBJECT_AT] = [start + 1, start + len(obj)]
+        self._op(*parts)
 
     def command(self, name: str, key: str, *args: str | int | bytes) -> None:
         """Any other write of the current entry: ``redis.call(name, key, *args)`` if fresh.

@@ -84,12 +84,17 @@ end
 local function rm_apply(a, i, maxlen)
   local op, base, rt = a[i], a[i + 1], a[i + 2]
   if op == 'V' then
-    local id, json, refs, sid = a[i + 4], a[i + 5], a[i + 6], a[i + 8]
-    if a[i + 3] == 'deleted' then json = nil end
+    local id, json, refs, sid, data = a[i + 4], a[i + 5], a[i + 6], a[i + 8], a[i + 10]
+    if type(data) == 'number' then data = a[data] end
+    if a[i + 3] == 'deleted' then
+      json = nil
+    elseif type(json) == 'table' then
+      json = string.sub(data, json[1], json[2])
+    end
     rm_put(base, rt, id, json, refs)
     if a[i + 3] == 'created' then rm_idmap(base, rt, id, a[i + 11]) end
     local added = redis.pcall('XADD', base .. ':events', 'MAXLEN', '~', maxlen, sid,
-      'type', a[i + 9], 'data', a[i + 10], 'id', a[i + 12])
+      'type', a[i + 9], 'data', data, 'id', a[i + 12])
     if type(added) == 'table' and added.err then return end
     redis.pcall('XADD', base .. ':events:' .. rt, 'MAXLEN', '~', maxlen, sid, 'r', rt)
     local schools = rm_lines(a[i + 7])
@@ -107,7 +112,10 @@ end
 """
 """Lua functions to paste before a script's main body; ``rm_apply(a, i, maxlen)`` applies the
 operation starting at ``a[i]`` of the array ``a`` (``ARGV``, or an unpacked op list), see
-:data:`OP_WIDTH`; ``maxlen`` trims the event streams."""
+:data:`OP_WIDTH`; ``maxlen`` trims the event streams. In an unpacked op list a ``V``
+operation may point at its JSON instead of carrying it again: ``data`` (``a[i + 10]``) as the
+index in ``a`` of the same event JSON (the legacy XADD's), and the object (``a[i + 5]``) as
+``{first, last}`` byte positions of the object inside that JSON (it is embedded verbatim)."""
 
 _APPLY = (
     LUA_FUNCTIONS
