@@ -145,6 +145,21 @@ def blob(data: bytes | msgspec.Raw) -> msgspec.Raw:
     return msgspec.Raw(b"".join((head, data)))
 
 
+_OBJECT_MARK = b'"object":'
+
+
+def _object_at(data: bytes, obj: bytes) -> int:
+    """Where ``obj`` starts inside the event JSON ``data`` (-1 if it is not there).
+
+    The object follows the first ``"object":`` (``encode_legacy_event`` puts it there
+    verbatim); the comparison makes any other layout fall back to a plain search.
+    """
+    start = data.find(_OBJECT_MARK) + len(_OBJECT_MARK)
+    if data.startswith(obj, start):
+        return start
+    return data.find(obj)
+
+
 def teachers_key(keys: Keys, district: str) -> str:
     """Hash of teacher v3 user id → v2 legacy id for one district."""
     return f"{keys.prefix}:teachers:{district}"
@@ -247,15 +262,14 @@ class BatchWrite:
         XADD just added, the event JSON and the object inside it travel once: the operation
         points at them (see :data:`relay.v2api.readmodel.LUA_FUNCTIONS`).
         """
-        parts: list[Arg] = [blob(a) if isinstance(a, bytes) else a for a in op]
-        last = self._last_data
-        data, obj = op[DATA_AT], op[OBJECT_AT]
+        parts: list[Arg | bytes] = list(op)
+        last, data, obj = self._last_data, op[DATA_AT], op[OBJECT_AT]
         if last is not None and data is last[0] and isinstance(obj, bytes):
             parts[DATA_AT] = last[1]
-            start = data.find(obj)
+            start = _object_at(data, obj)
             if start >= 0:
                 parts[OBJECT_AT] = [start + 1, start + len(obj)]
-        self._op(*parts)
+        self._op(*(blob(a) if isinstance(a, bytes) else a for a in parts))
 
     def command(self, name: str, key: str, *args: str | int | bytes) -> None:
         """Any other write of the current entry: ``redis.call(name, key, *args)`` if fresh.
