@@ -194,6 +194,22 @@ class TestEventsEndpoint:
             {"message": "starting_after and ending_before must be event ids"},
         )
 
+    async def test_ids_with_sign_or_prefix_are_refused_not_failed(
+        self, redis_client: aioredis.Redis, client: TestClient[Any, Any]
+    ) -> None:
+        """24 characters that ``int`` parses but are not hex digits answer 400/404, never 500."""
+        await write_events(redis_client, EVENTS)
+        refused = (400, {"message": "starting_after and ending_before must be event ids"})
+        for bad in ("-00000000001000000000000", "0x0000000001000000000000", lid(1).upper()):
+            assert await get(client, f"/v2.1/events?starting_after={bad}") == refused
+            assert await get(client, f"/v2.1/events?ending_before={bad}") == refused
+            typed = f"/v2.1/events?record_type=students&starting_after={bad}"
+            assert await get(client, typed) == refused
+            assert await get(client, f"/v2.1/events/{bad}") == (
+                404,
+                {"message": f"event {bad} not found"},
+            )
+
 
 class TestReadModelWrites:
     """What the events do to the objects and relations."""

@@ -20,17 +20,21 @@ them from that one string (with a hash-tagged prefix they stay in one cluster sl
 
 from __future__ import annotations
 
+import re
+
 INDEX_SHIFT = 65536
 """Legacy ids end in a 4-hex-digit index; stream entry ids fold it into the sequence part."""
+_LEGACY_ID = re.compile("[0-9a-f]{24}")
 
 
 def stream_id(legacy_id: str) -> str:
     """The ``<base>:events`` entry id of a legacy id (order-preserving, reversible).
 
     Raises:
-        ValueError: ``legacy_id`` is not 24 hex digits.
+        ValueError: ``legacy_id`` is not 24 lowercase hex digits (``int`` alone would take a
+            sign, ``0x`` or ``_`` and make an id Redis refuses).
     """
-    if len(legacy_id) != 24:
+    if _LEGACY_ID.fullmatch(legacy_id) is None:
         raise ValueError(f"not a legacy id: {legacy_id!r}")
     ms, seq, index = int(legacy_id[:12], 16), int(legacy_id[12:20], 16), int(legacy_id[20:], 16)
     return f"{ms}-{seq * INDEX_SHIFT + index}"
