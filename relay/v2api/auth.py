@@ -42,12 +42,14 @@ class Authenticator:
         clever = set()
         for district in cfg.clever.districts:
             try:
-                clever.add(district.resolve_token())
+                clever.add(district.resolve_token().strip())
             except ConfigError:
                 continue
         clients = []
         for client in cfg.v2api.clients:
-            key = client.resolve_token()
+            # Surrounding whitespace (a newline in an environment variable) can never arrive in
+            # a header, so a key kept with it would refuse every request.
+            key = client.resolve_token().strip()
             if not key:
                 raise ConfigError([f"v2api.clients[{client.name}]: empty key"])
             if key in clever:
@@ -65,7 +67,8 @@ class Authenticator:
         scheme, _, presented = authorization.partition(" ")
         if scheme.lower() != "bearer" or not presented.strip():
             return None
-        given = presented.strip().encode()
+        # aiohttp keeps non-UTF-8 header bytes as surrogates; give them back, never fail.
+        given = presented.strip().encode("utf-8", "surrogateescape")
         found: str | None = None
         for client in self._clients:
             if hmac.compare_digest(given, client.key) and found is None:
