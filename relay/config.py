@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal, get_args
 import msgspec
 from msgspec import Meta
 
-from relay.config_rules import WHSEC, check_semantics, check_tree, read_secret
+from relay.config_rules import check_semantics, check_tree, is_whsec, read_secret
 from relay.errors import ConfigError
 
 ENV_PREFIX = "RELAY__"
@@ -224,7 +224,7 @@ class WebhookEndpoint(Base, frozen=True):
             names=("secret_env", "secret_file"),
         )
         secrets = raw.split()
-        if not secrets or not all(WHSEC.match(secret) for secret in secrets):
+        if not secrets or not all(is_whsec(secret) for secret in secrets):
             raise ConfigError([f"{key}: secrets must be whsec_<base64>, space-separated"])
         return secrets
 

@@ -8,6 +8,8 @@ stays the plain list of settings.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 from pathlib import Path
@@ -23,6 +25,21 @@ if TYPE_CHECKING:
 
 OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
 WHSEC = re.compile(r"^whsec_[A-Za-z0-9+/]+={0,2}$")
+
+
+def is_whsec(secret: str) -> bool:
+    """True for ``whsec_<base64>`` whose base64 part decodes (the shape alone can be unpaddable).
+
+    Checked at load time so that a bad secret is a config error (exit 2, naming the key), not
+    a ``binascii.Error`` when the webhooks component starts.
+    """
+    if not WHSEC.match(secret):
+        return False
+    try:
+        base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except binascii.Error:
+        return False
+    return True
 
 
 def read_secret(

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from relay.config import ALL_RECORD_TYPES, CleverSection, Config, District, load_config
+from relay.config import (
+    ALL_RECORD_TYPES,
+    CleverSection,
+    Config,
+    District,
+    WebhookEndpoint,
+    load_config,
+)
 from relay.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -163,3 +170,21 @@ class TestDistrictToken:
         district = District(id="a", token="super-secret-token")
         assert repr(district) == "District(id='a')"
         assert "super-secret-token" not in repr(Config(clever=CleverSection(districts=[district])))
+
+
+class TestWebhookSecrets:
+    def test_resolve_secrets_accepts_rotation_pair(self) -> None:
+        """Two valid whsec_ secrets, space-separated, are both returned."""
+        endpoint = WebhookEndpoint(
+            name="e", url="http://h/", topics=["*"], secret="whsec_YWJj whsec_ZGVmZw=="
+        )
+        assert endpoint.resolve_secrets() == ["whsec_YWJj", "whsec_ZGVmZw=="]
+
+    def test_resolve_secrets_rejects_undecodable_base64(self) -> None:
+        """A secret shaped like whsec_<base64> that does not decode is a config error."""
+        endpoint = WebhookEndpoint(name="e", url="http://h/", topics=["*"], secret="whsec_abc")
+        with pytest.raises(ConfigError) as info:
+            endpoint.resolve_secrets()
+        assert info.value.problems == [
+            "webhooks.endpoints[e]: secrets must be whsec_<base64>, space-separated"
+        ]
