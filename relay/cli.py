@@ -37,15 +37,28 @@ def _config(args: argparse.Namespace) -> Config:
     return load_config(path)
 
 
-def cmd_check_config(args: argparse.Namespace) -> int:
-    """Validate the config file and every district's token source."""
-    cfg = _config(args)
+def _secret_problems(cfg: Config) -> list[str]:
+    """Every secret ``run`` would resolve at start-up that it could not (one line each)."""
+    checks: list[Callable[[], object]] = [d.resolve_token for d in cfg.clever.districts]
+    if "webhooks" in cfg.relay.components:
+        checks += [endpoint.resolve_secrets for endpoint in cfg.webhooks.endpoints]
+    if "v2api" in cfg.relay.components:
+        from relay.v2api.auth import Authenticator
+
+        checks.append(lambda: Authenticator.from_config(cfg))
     problems: list[str] = []
-    for district in cfg.clever.districts:
+    for check in checks:
         try:
-            district.resolve_token()
+            check()
         except ConfigError as exc:
             problems.extend(exc.problems)
+    return problems
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Validate the config file and every secret the configured components need."""
+    cfg = _config(args)
+    problems = _secret_problems(cfg)
     if problems:
         raise ConfigError(problems)
     components = ", ".join(cfg.relay.components)

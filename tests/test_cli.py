@@ -71,6 +71,43 @@ class TestCheckConfig:
             "variable CLEVER_TOKEN_DEMO is unset\n",
         )
 
+    def test_check_config_checks_webhook_secrets_and_v2_keys(self, tmp_path: Path) -> None:
+        """Secrets of the enabled webhooks and v2api components are checked like tokens."""
+        path = tmp_path / "relay.toml"
+        path.write_text(
+            '[relay]\ncomponents = ["webhooks", "v2api"]\n'
+            '[[webhooks.endpoints]]\nname = "hook"\nurl = "http://h/"\ntopics = ["*"]\n'
+            'secret_env = "CHECK_WH_SECRET"\n'
+            '[[v2api.clients]]\nname = "lms"\ndistrict = "d"\ntoken_env = "CHECK_V2_KEY"\n'
+        )
+        env = {k: v for k, v in os.environ.items() if k not in ("CHECK_WH_SECRET", "CHECK_V2_KEY")}
+        result = subprocess.run(
+            [sys.executable, "-m", "relay", "check-config", "--config", str(path)],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            timeout=60,
+            check=False,
+        )
+        assert (result.returncode, result.stderr.splitlines()) == (
+            2,
+            [
+                "webhooks.endpoints[hook].secret_env: variable CHECK_WH_SECRET is unset",
+                "v2api.clients[lms].token_env: variable CHECK_V2_KEY is unset",
+            ],
+        )
+        ok = run_cli(
+            "check-config",
+            "--config",
+            str(path),
+            env={"CHECK_WH_SECRET": "whsec_YWJj", "CHECK_V2_KEY": "k" * 32},
+        )
+        assert (ok.returncode, ok.stdout) == (
+            0,
+            "config ok: 0 district(s), components webhooks, v2api\n",
+        )
+
     def test_check_config_uses_relay_config_variable(self) -> None:
         """RELAY_CONFIG stands in for --config."""
         result = run_cli(
