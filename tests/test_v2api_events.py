@@ -210,6 +210,21 @@ class TestEventsEndpoint:
                 {"message": f"event {bad} not found"},
             )
 
+    async def test_filtered_pages_start_at_the_oldest_event_still_held(
+        self, redis_client: aioredis.Redis, client: TestClient[Any, Any]
+    ) -> None:
+        """Index entries of events trimmed from the district stream do not make an empty page."""
+        events = await write_events(redis_client, EVENTS)
+        rk = ReadModelKeys(PREFIX, DISTRICT)
+        await redis_client.xtrim(rk.events, minid=stream_id(lid(5)), approximate=False)
+        typed = "/v2.1/events?record_type=students&limit=1"
+        assert await walk(client, typed) == [events[7]]
+        assert await walk(client, f"{typed}&starting_after={lid(1)}") == [events[7]]
+        school_b = f"/v2.1/events?school={SCHOOL_B}&limit=1"
+        assert await walk(client, school_b) == [events[6], events[7]]
+        status, body = await get(client, "/v2.1/events?record_type=students&ending_before=last")
+        assert (status, [item["data"] for item in body["data"]]) == (200, [events[7]])
+
 
 class TestReadModelWrites:
     """What the events do to the objects and relations."""

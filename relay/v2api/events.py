@@ -82,13 +82,25 @@ async def _range(
     return list(entries)
 
 
-async def _merged_ids(
-    ctx: V2Context, rk: ReadModelKeys, page: Page, types: frozenset[str]
-) -> list[str]:
-    lo, hi = _bounds(page)
+async def _floored(ctx: V2Context, rk: ReadModelKeys, lo: str) -> str:
+    """``lo`` raised to the oldest event ``<base>:events`` still holds.
+
+    Index streams are trimmed on their own (each by its own length), so their oldest entries
+    can name events already trimmed from ``<base>:events``; a page of only those would come
+    back empty, which a consumer takes for the end of the feed and never gets past.
+    """
+    first: Any = await ctx.redis.xrange(rk.events, "-", "+", count=1)
+    if not first:
+        return lo
+    oldest: str = first[0][0].decode()
+    if lo == "-" or _sort_key(lo[1:]) < _sort_key(oldest):
+        return oldest
+    return lo
+
+
+async def _merged_ids(ctx: V2Context, page: Page, keys: list[str], lo: str, hi: str) -> list[str]:
     async with ctx.redis.pipeline(transaction=False) as pipe:
-        for record_type in sorted(types):
-            key = rk.events_of_type(record_type)
+        for key in keys:
             if page.backward:
                 _ = pipe.xrevrange(key, hi, lo, count=page.limit)
             else:
@@ -99,11 +111,9 @@ async def _merged_ids(
 
 
 async def _school_ids(
-    ctx: V2Context, rk: ReadModelKeys, page: Page, school: str, types: frozenset[str] | None
+    ctx: V2Context, page: Page, key: str, lo: str, hi: str, *, types: frozenset[str] | None
 ) -> list[str]:
     """A school's events (of ``types``), reading its index in chunks until the page is full."""
-    lo, hi = _bounds(page)
-    key = rk.events_of_school(school)
     found: list[str] = []
     wanted = None if types is None else {t.encode() for t in types}
     while len(found) < page.limit:
@@ -126,13 +136,16 @@ async def _select(
 ) -> Joined:
     types = _record_types(request)
     school = request.query.get("school") or None
-    if school is not None or types is not None:
-        if school is not None:
-            ids = await _school_ids(ctx, rk, page, school, types)
-        else:
-            ids = await _merged_ids(ctx, rk, page, types or frozenset())
-        return await ctx.pages.events_by_id(key=rk.events, entry_ids=ids, uri_prefix=prefix)
     lo, hi = _bounds(page)
+    if school is not None or types is not None:
+        lo = await _floored(ctx, rk, lo)
+        if school is not None:
+            key = rk.events_of_school(school)
+            ids = await _school_ids(ctx, page, key, lo, hi, types=types)
+        else:
+            keys = [rk.events_of_type(t) for t in sorted(types or ())]
+            ids = await _merged_ids(ctx, page, keys, lo, hi)
+        return await ctx.pages.events_by_id(key=rk.events, entry_ids=ids, uri_prefix=prefix)
     return await ctx.pages.events(
         key=rk.events, lo=lo, hi=hi, limit=page.limit, backward=page.backward, uri_prefix=prefix
     )
