@@ -287,14 +287,23 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def apply_env_overrides(
     data: dict[str, Any], environ: dict[str, str] | os._Environ[str]
 ) -> dict[str, Any]:
-    """Return ``data`` with every ``RELAY__SECTION__KEY`` variable applied."""
+    """Return ``data`` with every ``RELAY__SECTION__KEY`` variable applied.
+
+    Raises:
+        ConfigError: a variable that cannot address a key (an empty part, a key inside a
+            value that is not a table, an array entry not given by index), one line each:
+            an override that would be dropped silently is as bad as a typo in the file.
+    """
+    problems: list[str] = []
     for name, raw in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX):
             continue
         path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
-        if not all(path):
-            continue
-        _set_path(data, path, _parse_env_value(raw))
+        problem = _set_path(data, path, _parse_env_value(raw)) if all(path) else "empty key part"
+        if problem is not None:
+            problems.append(f"{name}: {problem}")
+    if problems:
+        raise ConfigError(problems)
     return data
 
 
@@ -305,24 +314,26 @@ def _parse_env_value(raw: str) -> Any:
         return raw
 
 
-def _set_path(node: Any, path: list[str], value: Any) -> None:
+def _set_path(node: Any, path: list[str], value: Any) -> str | None:
+    """Set ``value`` at ``path``; the reason when the path cannot exist, else ``None``."""
     for i, part in enumerate(path):
         last = i == len(path) - 1
+        where = ".".join(path[:i]) or "config"
         if isinstance(node, list):
             if not part.isdigit():
-                return
+                return f"{where} is an array of tables: address an entry by index"
             index = int(part)
             while len(node) <= index:
                 node.append({})
-            if last:
-                node[index] = value
-            else:
-                node = node[index]
-            continue
+        elif not isinstance(node, dict):
+            return f"{where} is not a table"
         if last:
-            node[part] = value
+            node[int(part) if isinstance(node, list) else part] = value
+        elif isinstance(node, list):
+            node = node[int(part)]
         else:
-            node = node.setdefault(part, {})
+            node = node.setdefault(part, [] if path[i + 1].isdigit() else {})
+    return None
 
 
 def validate(data: dict[str, Any]) -> Config:

@@ -137,6 +137,27 @@ class TestEnvOverrides:
             "log.level: invalid value 'loud'",
         ]
 
+    def test_env_override_that_cannot_apply_is_reported(self, tmp_path: Path) -> None:
+        """An override into a scalar, an unindexed array or an empty key part is an error."""
+        env = {
+            "RELAY__REDIS__URL__HOST": "x",
+            "RELAY__CLEVER__DISTRICTS__TOKEN_ENV": "T",
+            "RELAY__LOG__": "debug",
+        }
+        path = write(tmp_path, MINIMAL + '[redis]\nurl = "redis://h:6379/0"\n')
+        assert problems_of(path, env) == [
+            "RELAY__CLEVER__DISTRICTS__TOKEN_ENV: clever.districts is an array of tables: "
+            "address an entry by index",
+            "RELAY__LOG__: empty key part",
+            "RELAY__REDIS__URL__HOST: redis.url is not a table",
+        ]
+
+    def test_env_override_can_add_a_district_absent_from_the_file(self) -> None:
+        """RELAY__CLEVER__DISTRICTS__0__... creates the array when the file has none."""
+        env = {"RELAY__CLEVER__DISTRICTS__0__ID": "d9", "RELAY__CLEVER__DISTRICTS__0__TOKEN": "t"}
+        cfg = load_config(None, defaults={}, environ=env)
+        assert cfg.clever.districts == [District(id="d9", token="t")]
+
     def test_env_override_without_file_uses_defaults(self) -> None:
         """The demo's built-in defaults honour the same overrides."""
         defaults = {"clever": {"districts": [{"id": "d", "token": "t"}]}}
