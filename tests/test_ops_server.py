@@ -32,6 +32,7 @@ from relay.metrics import (
 )
 from relay.ops.server import OpsServer, build_app
 from relay.ops.status import BUILD_INFO, REDIS_UP, STREAM_LENGTH, StatusReport, StatusSource
+from relay.webhooks import metrics as webhook_metrics
 from tests.redis_server import free_port
 
 if TYPE_CHECKING:
@@ -47,7 +48,18 @@ if TYPE_CHECKING:
 
 TOKEN = "secret-token-value"
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "operations.md"
-ALLOWED_LABELS = {"district", "type", "stage", "reason", "kind", "component", "stream", "version"}
+ALLOWED_LABELS = {
+    "district",
+    "type",
+    "stage",
+    "reason",
+    "kind",
+    "component",
+    "stream",
+    "version",
+    "endpoint",
+    "status_class",
+}
 
 
 def make_config(redis_url: str, *, port: int = 8080) -> Config:
@@ -302,6 +314,9 @@ class TestMetrics:
     async def test_metrics_follow_naming_conventions(self, client: Client) -> None:
         """Every family has the prefix, counters end in _total, and labels stay low-cardinality."""
         EVENTS_POLLED.labels("opsd1").inc(0)
+        # Webhook metrics register on import; pull them in so the check does not depend on
+        # which tests ran before this one.
+        webhook_metrics.FAILED_ATTEMPTS.labels("opsd1-hook", "5xx").inc(0)
         families = await self.scrape(client)
         assert families
         for family in families.values():
