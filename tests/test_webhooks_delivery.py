@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 
+import aiohttp
 import redis.asyncio as aioredis
 
+from relay.health import Health
+from relay.keys import Keys
 from relay.metrics import REGISTRY
+from relay.redis_client import create_redis
 from relay.translate.ids import legacy_id
 from relay.webhooks import admin
+from relay.webhooks.delivery import WebhookDelivery
 from relay.webhooks.sender import USER_AGENT
 from tests.webhook_support import (
     SECRET_A,
@@ -18,6 +24,7 @@ from tests.webhook_support import (
     Receiver,
     endpoint,
     eventually,
+    groups_ready,
     make_config,
     running,
     verifies,
@@ -188,6 +195,48 @@ class TestWebhookDelivery:
             await eventually(lambda: sorted(slow.delivered()) == ids)
         await slow.stop()
         await fast.stop()
+
+    async def test_delivery_cancelled_drain_cancels_attempts_in_flight(
+        self, redis_client: aioredis.Redis, redis_url: str
+    ) -> None:
+        """A drain cut short by cancellation leaves no attempt running and no failure counted."""
+        release = asyncio.Event()
+
+        async def stuck(_n: int, _id: str) -> int:
+            await release.wait()
+            return 200
+
+        receiver = Receiver(behaviour=stuck)
+        await receiver.start()
+        cfg = make_config(redis_url, [endpoint("cut", receiver.url, timeout_s=30.0)])
+        redis = create_redis(cfg.redis)
+        session = aiohttp.ClientSession()
+        component = WebhookDelivery(
+            cfg=cfg,
+            redis=redis,
+            session=session,
+            health=Health(),
+            keys=Keys(cfg.redis.prefix),
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(component.run(stop))
+        worker = component.workers[0]
+        await eventually(lambda: groups_ready(redis, list(worker.sources), worker.keys.group))
+        await Feed(redis_client).legacy("students.created", "d1")
+        await eventually(lambda: receiver.arrivals == 1)
+        attempt = worker.inflight["d1"]
+        stop.set()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await eventually(attempt.done)
+        assert attempt.cancelled()
+        assert await redis_client.llen("t:webhooks:queue:cut:d1") == 1
+        assert await redis_client.hget("t:webhooks:attempts:cut", "d1") is None
+        release.set()
+        await receiver.stop()
+        await session.close()
+        await redis.aclose()
 
     async def test_delivery_410_disables_until_replay_reenables(
         self, redis_client: aioredis.Redis, redis_url: str

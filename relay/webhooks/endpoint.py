@@ -179,6 +179,11 @@ class EndpointWorker:
             if self.inflight:
                 await asyncio.wait(list(self.inflight.values()))
         finally:
+            # Only non-empty when this loop was cancelled (the service's grace ran out): stop
+            # the attempts too rather than leave them to fail on a closed session and count a
+            # failed attempt. Each head stays queued and is sent again by the next owner.
+            for task in self.inflight.values():
+                task.cancel()
             self.health.unregister(loop_name)
 
     async def _dispatch_round(self) -> float:
