@@ -238,6 +238,26 @@ class TestWebhookDelivery:
         await session.close()
         await redis.aclose()
 
+    async def test_delivery_dead_letters_an_undecodable_queue_head(
+        self, redis_client: aioredis.Redis, redis_url: str
+    ) -> None:
+        """A queue item that does not decode is dead-lettered and its district moves on."""
+        receiver = Receiver()
+        await receiver.start()
+        cfg = make_config(redis_url, [endpoint("bad", receiver.url)])
+        async with running(cfg):
+            await redis_client.rpush("t:webhooks:queue:bad:d1", b"\xc1garbage")
+            await redis_client.zadd("t:webhooks:due:bad", {"d1": 0})
+            event_id = await Feed(redis_client).legacy("students.created", "d1")
+            await eventually(lambda: receiver.delivered() == [event_id])
+        await receiver.stop()
+        [dead] = await admin.list_dead_letters(cfg, "bad")
+        assert (dead.district, dead.data, dead.reason) == (
+            "d1",
+            b"\xc1garbage",
+            "undecodable queue item",
+        )
+
     async def test_delivery_410_disables_until_replay_reenables(
         self, redis_client: aioredis.Redis, redis_url: str
     ) -> None:

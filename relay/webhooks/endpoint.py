@@ -15,6 +15,8 @@ import random
 import time
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from relay import logs
 from relay.webhooks import metrics
 from relay.webhooks.ingest import merge, parse_reply, select
@@ -221,11 +223,34 @@ class EndpointWorker:
         if raw is None:
             await self.store.complete(raw=b"", district=district, outcome=OK, now_ms=now_ms())
             return
-        event = decode_event(raw)
+        try:
+            event = decode_event(raw)
+        except msgspec.DecodeError:
+            await asyncio.shield(self._dead_undecodable(raw, district, failed))
+            return
         started = time.perf_counter()
         outcome = await self.sender.send(event)
         metrics.REQUEST_SECONDS.labels(self.name).observe(time.perf_counter() - started)
         await asyncio.shield(self._settle(raw, event, failed, outcome))
+
+    async def _dead_undecodable(self, raw: bytes, district: str, failed: int) -> None:
+        """Dead-letter a queue item that does not decode, so it cannot block its district.
+
+        Retrying could never succeed, and left at the head it would be re-attempted in a tight
+        loop and hold back every later event of the district.
+        """
+        fields: dict[str, str | bytes] = {
+            "district": district,
+            "data": raw,
+            "attempts": str(failed),
+            "reason": "undecodable queue item",
+            "failed_at": str(int(time.time())),
+        }
+        await self.store.complete(
+            raw=raw, district=district, outcome=DEAD, now_ms=now_ms(), dead_fields=fields
+        )
+        metrics.DEAD_LETTERS.labels(self.name).inc()
+        log.error("webhook_queue_item_undecodable", endpoint=self.name, district=district, raw=raw)
 
     async def _settle(self, raw: bytes, event: QueuedEvent, failed: int, outcome: Outcome) -> None:
         district = event.district
