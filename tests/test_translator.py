@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from relay.errors import CleverError
 from relay.health import Health
@@ -42,9 +44,8 @@ from tests.test_translator_helpers import (
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
-    import redis.asyncio as aioredis
-
     from relay.config import Config
+    from tests.redis_server import RedisServer
 
 
 class FakeClever:
@@ -426,6 +427,34 @@ class TestGroupReader:
             Entry(first, None),
             Entry(second, {b"type": b"u"}),
         ]
+
+    async def test_group_reader_read_on_a_dead_connection_is_a_connection_error(
+        self, redis_factory: Callable[..., RedisServer]
+    ) -> None:
+        """Redis dying under the WATCH is a connection error (retried), not a fence or a crash."""
+        server = redis_factory()
+        client, probe = aioredis.Redis.from_url(server.url), aioredis.Redis.from_url(server.url)
+        try:
+            reader = GroupReader(
+                client, stream=KEYS.events, lease_key=KEYS.translator_lease, group="g", consumer="c"
+            )
+            await reader.ensure_group("0")
+            await client.set(KEYS.translator_lease, b"1:me")
+            # XREADGROUP is a write: its EXEC waits, with the lease watched, until Redis dies.
+            await probe.client_pause(5000, all=False)
+            read = asyncio.create_task(reader.read(b"1:me", NEW, 10))
+            await eventually(lambda: _in_multi_and_blocked(probe), what="read waiting")
+            server.kill()
+            with pytest.raises(RedisConnectionError):
+                await read
+        finally:
+            await client.aclose()
+            await probe.aclose()
+
+
+async def _in_multi_and_blocked(redis: aioredis.Redis) -> bool:
+    clients: list[dict[str, Any]] = await redis.client_list()
+    return any(client["flags"] == "xb" for client in clients)
 
 
 def _text(value: bytes | str) -> str:

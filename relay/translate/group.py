@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError, WatchError
 
 from relay.redis_client import is_cluster
@@ -116,6 +117,7 @@ class GroupReader:
         Raises:
             Fenced: the lease is not held with ``lease_value``.
             ResponseError: e.g. NOGROUP.
+            RedisConnectionError: the connection broke (entries may have been delivered).
         """
         if self._cluster:
             reply = await self._read(
@@ -125,16 +127,20 @@ class GroupReader:
             if reply == -1:
                 raise Fenced
             return _script_entries(reply)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            await pipe.watch(self.lease_key)
-            if await pipe.get(self.lease_key) != lease_value:
-                raise Fenced
-            pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
-            _ = pipe.xreadgroup(self.group, self.consumer, {self.stream: start}, count=count)
-            try:
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                await pipe.watch(self.lease_key)
+                if await pipe.get(self.lease_key) != lease_value:
+                    raise Fenced
+                pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+                _ = pipe.xreadgroup(self.group, self.consumer, {self.stream: start}, count=count)
                 (reply,) = await pipe.execute()
-            except WatchError:
+        except WatchError as exc:
+            # redis-py also raises WatchError when the connection dies while watching: only a
+            # changed lease is a fence; anything else is Redis being unavailable.
+            if await self.redis.get(self.lease_key) != lease_value:
                 raise Fenced from None
+            raise RedisConnectionError(f"connection lost during the fenced read: {exc}") from exc
         return _entries(reply)
 
     async def claim_all(self, lease_value: bytes, *, min_idle_ms: int, count: int) -> int:
