@@ -144,6 +144,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return code
 
 
+def _debug_flag() -> argparse.ArgumentParser:
+    """``--debug`` for every subcommand too, so it works after the command as well as before.
+
+    ``SUPPRESS`` keeps a subcommand that was not given the flag from resetting the top-level one.
+    """
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors"
+    )
+    return parent
+
+
 def build_parser(*, with_simulator: bool = True) -> argparse.ArgumentParser:
     """The argument parser with every subcommand.
 
@@ -156,11 +168,12 @@ def build_parser(*, with_simulator: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"clever-relay {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    debug = [_debug_flag()]
 
     def add(
         name: str, func: Callable[[argparse.Namespace], int], help_: str, *, config: bool = True
     ) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_, description=help_)
+        p = sub.add_parser(name, help=help_, description=help_, parents=debug)
         if config:
             p.add_argument("--config", help="TOML config file (default: $RELAY_CONFIG)")
         p.set_defaults(func=func)
@@ -170,10 +183,12 @@ def build_parser(*, with_simulator: bool = True) -> argparse.ArgumentParser:
     add("check-config", cmd_check_config, "validate a config file; exit 2 listing every problem")
     cursor = add("cursor", cmd_cursor, "show or set the stored per-district cursors")
     cursor_sub = cursor.add_subparsers(dest="cursor_command", required=True, metavar="ACTION")
-    show = cursor_sub.add_parser("show", help="print each district's stored cursor")
+    show = cursor_sub.add_parser("show", help="print each district's stored cursor", parents=debug)
     show.add_argument("--config", help="TOML config file (default: $RELAY_CONFIG)")
     show.add_argument("--district", help="only this district")
-    set_ = cursor_sub.add_parser("set", help="set a district's cursor (operator recovery)")
+    set_ = cursor_sub.add_parser(
+        "set", help="set a district's cursor (operator recovery)", parents=debug
+    )
     set_.add_argument("--config", help="TOML config file (default: $RELAY_CONFIG)")
     set_.add_argument("--district", required=True)
     set_.add_argument("event_id", help="the Clever event id to resume after")
@@ -186,7 +201,7 @@ def build_parser(*, with_simulator: bool = True) -> argparse.ArgumentParser:
         ("replay", "queue an endpoint's dead letters for delivery again (re-enables it)"),
         ("purge", "delete an endpoint's dead letters"),
     ):
-        p = webhooks_sub.add_parser(action, help=help_, description=help_)
+        p = webhooks_sub.add_parser(action, help=help_, description=help_, parents=debug)
         p.add_argument("--config", help="TOML config file (default: $RELAY_CONFIG)")
         p.add_argument("--endpoint", required=True, help="the endpoint's name")
     schema = add("schema", cmd_schema, "print the JSON Schema of a message", config=False)

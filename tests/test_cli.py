@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from relay.cli import main
+from relay.cli import build_parser, main
 from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,6 +124,17 @@ class TestCheckConfig:
         assert (
             capsys.readouterr().err == "clever-relay: --config PATH (or RELAY_CONFIG) is required\n"
         )
+
+
+class TestDebugFlag:
+    def test_debug_flag_is_accepted_after_the_command(self) -> None:
+        """--debug is accepted after the (sub)command as well as before it."""
+        args = ["--config", "nonexistent.toml"]
+        assert build_parser().parse_args(["run", *args, "--debug"]).debug is True
+        assert build_parser().parse_args(["--debug", "run", *args]).debug is True
+        assert build_parser().parse_args(["run", *args]).debug is False
+        nested = ["webhooks", "list", *args, "--endpoint", "e", "--debug"]
+        assert build_parser().parse_args(nested).debug is True
 
 
 class TestSchema:
