@@ -286,12 +286,16 @@ class LeaseRunner:
             await self._shutdown()
 
     async def tick(self, *, reclaim: bool = False) -> None:
-        """One round: heartbeat, renew, then give up the surplus or take free districts."""
+        """One round: renew, heartbeat, then give up the surplus or take free districts.
+
+        Renewal comes first: with Redis away for a whole TTL it presumes every lease lost and
+        stops their loops, which a failing heartbeat before it would prevent.
+        """
         table = self.table
-        await table.heartbeat()
         for district in await table.renew():
             log.warning("lease_lost", district=district, instance=table.instance)
             await self._halt([district])
+        await table.heartbeat()
         self._reap()
         surplus = len(table.held) - table.target
         if surplus > 0:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 import pytest
+import redis.asyncio
 
 from relay.config import validate
 from relay.district_leases import LeaseRunner, LeaseTable, fair_share, lease_holder
@@ -19,9 +20,11 @@ from relay.publish import Batch, LeaseLostError, Publisher
 from tests.test_poller import wait_for
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
 
     import redis.asyncio as aioredis
+
+    from tests.redis_server import RedisServer
 
 KEYS = Keys("t")
 DISTRICTS = [f"d{i:02}" for i in range(12)]
@@ -225,3 +228,28 @@ class TestStatusLeases:
         report = await source.report()
         assert report.leases == {"d1": "pod-a", "d3": "pod-b"}
         assert msgspec.to_builtins(report)["leases"] == {"d1": "pod-a", "d3": "pod-b"}
+
+
+class TestLeaseRunnerRedisAway:
+    """A replica that cannot reach Redis for a whole TTL stops believing it owns anything."""
+
+    async def test_lease_runner_stops_every_district_when_redis_is_away_for_a_ttl(
+        self, redis_factory: Callable[..., RedisServer]
+    ) -> None:
+        """With Redis down longer than the TTL, the runner halts all its district loops."""
+        server = redis_factory()
+        client = redis.asyncio.Redis.from_url(server.url, socket_timeout=0.2)
+        running: dict[str, set[str]] = {}
+        work = {d: Work(d, running, "a") for d in DISTRICTS}
+        runner = LeaseRunner(table=table(client, "a"), work=work, health=Health())
+        stop = asyncio.Event()
+        task = asyncio.create_task(runner.run(stop))
+        try:
+            await wait_for(lambda: _true(len(runner.holding()) == len(DISTRICTS)), timeout_s=5)
+            server.kill()
+            await wait_for(lambda: _true(not any(running.values())), timeout_s=4 * TTL_S + 2)
+            assert runner.holding() == []
+        finally:
+            stop.set()
+            await task
+            await client.aclose()
