@@ -404,6 +404,23 @@ class TestErrors:
         response = await client.get("/status")
         assert (response.status, await body(response)) == (500, {"error": "internal error"})
 
+    async def test_errors_under_v2_use_clevers_message_shape(
+        self, aiohttp_client: AiohttpClient, redis_client: aioredis.Redis
+    ) -> None:
+        """A failing /v2.* handler answers 500 {"message": ...}, as Clever's InternalError."""
+        health = Health()
+        cfg = make_config("redis://127.0.0.1:6379/0")
+        status = StatusSource(cfg=cfg, redis=redis_client, health=health)
+        app = build_app(cfg=cfg, redis=redis_client, health=health, status=status)
+
+        async def broken(request: web.Request) -> web.Response:
+            raise RuntimeError("boom: internal detail")
+
+        app.router.add_get("/v2.1/students", broken)
+        client = await aiohttp_client(app)
+        response = await client.get("/v2.1/students")
+        assert (response.status, await body(response)) == (500, {"message": "internal error"})
+
     async def test_errors_unknown_path_is_404(self, client: Client) -> None:
         """Paths outside the four endpoints are plain 404s."""
         assert (await client.get("/nope")).status == 404

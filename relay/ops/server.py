@@ -12,7 +12,8 @@ objects live under typed ``web.AppKey``\\ s. Endpoints (CONTRACT §7):
 - ``GET /metrics``: Prometheus text, Redis-derived gauges refreshed at scrape time.
 - ``GET /status``: the JSON report of :mod:`relay.ops.status`.
 
-A failing handler answers 500 ``{"error": "internal error"}`` and logs the exception; a
+A failing handler answers 500 ``{"error": "internal error"}`` (``{"message": ...}``, Clever's
+shape, under ``/v2.*``) and logs the exception; a
 traceback never reaches the client.
 """
 
@@ -108,6 +109,9 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise
     except Exception:
         log.exception("ops_request_failed", path=request.path)
+        if request.path.startswith("/v2."):
+            # Clever's InternalError shape, so a v2 client's error handling keeps working.
+            return _json({"message": "internal error"}, status=500)
         return _json({"error": "internal error"}, status=500)
 
 
