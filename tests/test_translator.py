@@ -14,6 +14,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from relay.errors import CleverError
 from relay.health import Health
+from relay.messages import encode, normalize
+from relay.metrics import REGISTRY
 from relay.translate.consumer import Translator
 from relay.translate.group import NEW, PENDING, Entry, Fenced, GroupReader
 from relay.translate.ids import StreamIdError, legacy_id, stream_id_of
@@ -249,6 +251,58 @@ class TestTranslator:
             await messages_of(redis_client)
         )
 
+    async def test_translator_rereads_its_pending_entries_after_a_redis_outage(
+        self, redis_factory: Callable[..., RedisServer], session: aiohttp.ClientSession
+    ) -> None:
+        """Entries delivered to the translator but never returned are translated after an outage."""
+        server = redis_factory(aof=True)
+        client = aioredis.Redis.from_url(server.url)
+        writer = aioredis.Redis.from_url(server.url)
+        cfg = test_cfg(server.url, lease_ttl_s=30.0, claim_idle_ms=600_000)
+        lookup = TeacherLookup(cfg=cfg, session=session)
+        translator = Translator(
+            cfg=cfg,
+            redis=client,
+            session=session,
+            health=Health(),
+            keys=KEYS,
+            consumer_name="t1",
+            retry_base_s=0.05,
+            lookup=lookup,
+        )
+        try:
+            async with running(translator):
+                await publish(writer, DISTRICT_A, sample_events(4, DISTRICT_A))
+                await eventually(lambda: drained(writer), what="first pass")
+                # What a lost XREADGROUP reply (or a dropped read-ahead batch) leaves behind:
+                # entries delivered to this consumer that it never got. Atomic, so the
+                # translator cannot read them first.
+                async with writer.pipeline(transaction=True) as pipe:
+                    for raw in sample_events(3, DISTRICT_A):
+                        msg = normalize(json.dumps(raw).encode(), DISTRICT_A)
+                        _ = pipe.xadd(
+                            KEYS.events,
+                            {
+                                "id": msg.id,
+                                "type": msg.type,
+                                "district": DISTRICT_A,
+                                "data": encode(msg),
+                            },
+                        )
+                    _ = pipe.xreadgroup(cfg.legacy.group, "t1", {KEYS.events: ">"})
+                    await pipe.execute()
+                errors = _reconnects()
+                server.kill()
+                await eventually(lambda: _more(errors), what="translator saw the outage")
+                server.start()
+                await writer.connection_pool.disconnect()
+                await publish(writer, DISTRICT_B, sample_events(2, DISTRICT_B))
+                await eventually(lambda: drained(writer), what="drained after the outage")
+            assert await legacy_streams(writer) == expected_streams(await messages_of(writer))
+        finally:
+            await client.aclose()
+            await writer.aclose()
+
     async def test_translator_dead_letters_untranslatable_and_skips_control(
         self, redis_client: aioredis.Redis, redis_url: str, make: Callable[..., Translator]
     ) -> None:
@@ -394,6 +448,19 @@ class TestTranslatorLease:
 
 async def _is(translator: Translator, role: str) -> bool:
     return translator.role == role
+
+
+def _reconnects() -> float:
+    return (
+        REGISTRY.get_sample_value(
+            "clever_relay_redis_reconnects_total", {"component": "translator"}
+        )
+        or 0.0
+    )
+
+
+async def _more(than: float) -> bool:
+    return _reconnects() > than
 
 
 class TestGroupReader:

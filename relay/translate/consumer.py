@@ -121,6 +121,8 @@ class Translator:
         self.position: str | None = None
         self.last_seen = "0-0"
         self._pending_count: int | None = None
+        self._resync = False
+        """A Redis error interrupted the active loop: re-activate before reading (``_resume``)."""
         self._inflight: tuple[asyncio.Future[int], Outcome] | None = None
         """The batch write sent but not yet awaited, and its outcome."""
         self._ahead: Prepared | None = None
@@ -160,6 +162,7 @@ class Translator:
                 except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                     REDIS_RECONNECTS.labels(self.name).inc()
                     log.warning("redis_unavailable", error=str(exc), role=self.role)
+                    self._resync = True
                     await sleep_or_stop(backoff.next_delay(), stop)
                 except ResponseError as exc:
                     if not is_nogroup(exc):
@@ -192,6 +195,8 @@ class Translator:
             self._deactivate("lease_lost")
             return
         try:
+            if self._resync:
+                await self._resume()
             await self._work(stop)
         except Fenced:
             self.lease.lost()
@@ -237,6 +242,7 @@ class Translator:
         self.last_seen = await self.reader.last_delivered()
         self._pending_count = self.cfg.legacy.batch_size
         self._next_sweep = time.monotonic() + self.cfg.legacy.claim_idle_ms / 1000
+        self._resync = False
         self.role = "active"
         log.info(
             "translator_active",
@@ -245,6 +251,16 @@ class Translator:
             position=self.position,
             claimed=claimed,
         )
+
+    async def _resume(self) -> None:
+        """After a Redis error, start over as on activation: entries may have been delivered
+        to this consumer without reaching it (a lost reply, a batch read ahead of a failed
+        write). They stay pending here, and reading only new entries would write later events
+        first, then skip these as below the position: lost. Re-reading the position and the
+        pending entries first keeps every event, in order."""
+        await self._drain()
+        self._forget()
+        await self._activate()
 
     def _forget(self) -> None:
         """Drop what was built on an unconfirmed write: its carry and the batch read ahead
