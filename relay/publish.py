@@ -61,14 +61,17 @@ for _ = 1, tonumber(ARGV[7]) do
     'id', ARGV[i])
   i = i + 3
 end
+local code = 1
 if ARGV[10] ~= '' then
-  -- A control entry (relay.cursor_lost) is written once per lost cursor, not once per restart.
+  -- A control entry (relay.cursor_lost) is written once per lost cursor, not once per restart;
+  -- the cursor still moves (a loss reported in "fail" mode, resumed later in "latest" mode).
   if redis.call('HGET', KEYS[4], 'lost_cursor') == ARGV[1] then
-    return {2, cur}
+    code = 2
+  else
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*',
+      'id', ARGV[1], 'type', 'relay.cursor_lost', 'district', district, 'data', ARGV[10])
+    redis.call('HSET', KEYS[4], 'lost_cursor', ARGV[1])
   end
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*',
-    'id', ARGV[1], 'type', 'relay.cursor_lost', 'district', district, 'data', ARGV[10])
-  redis.call('HSET', KEYS[4], 'lost_cursor', ARGV[1])
 end
 if ARGV[2] == '' then
   redis.call('DEL', KEYS[1])
@@ -81,7 +84,7 @@ end
 if ARGV[8] ~= '' then
   redis.call('HSET', KEYS[4], 'newest_created', ARGV[8])
 end
-return {1, ARGV[2]}
+return {code, ARGV[2]}
 """
 
 PUBLISHED = 1
@@ -150,7 +153,7 @@ class Publisher:
 
         Returns:
             True when written; False when it was a control entry already written for this
-            lost cursor (nothing changed).
+            lost cursor (only the cursor moved, to ``batch.new_cursor``).
 
         Raises:
             LeaseLostError: ``lease`` is no longer the stored lease (nothing was written).

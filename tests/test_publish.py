@@ -135,6 +135,20 @@ class TestPublisher:
             }
         ]
 
+    async def test_publisher_control_already_reported_still_moves_cursor(
+        self, redis_client: aioredis.Redis
+    ) -> None:
+        """A loss reported in "fail" mode, then resumed in "latest" mode, moves the cursor on."""
+        pub = _publisher(redis_client)
+        await redis_client.set("t:cursor:d1", "a" * 24)
+        control = b'{"type":"relay.cursor_lost"}'
+        stopped = Batch(expected="a" * 24, new_cursor="a" * 24, control=control)
+        assert await pub.publish(DISTRICT, stopped) is True
+        resumed = Batch(expected="a" * 24, new_cursor="b" * 24, control=control)
+        assert await pub.publish(DISTRICT, resumed) is False
+        assert await pub.read_cursor(DISTRICT) == "b" * 24
+        assert await redis_client.xlen("t:events") == 1
+
     async def test_publisher_empty_new_cursor_deletes(self, redis_client: aioredis.Redis) -> None:
         """An empty new cursor deletes the stored one (resume from the feed's beginning)."""
         pub = _publisher(redis_client)
