@@ -221,6 +221,9 @@ class DistrictPoller:
         stopper = asyncio.create_task(self._stop.wait())
         try:
             await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            task.cancel()  # a hard shutdown must not leave the fetch running on a closed session
+            raise
         finally:
             stopper.cancel()
         if not task.done():
