@@ -46,6 +46,8 @@ from tests.test_translator_helpers import (
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
+    from redis.typing import EncodableT, FieldT
+
     from relay.config import Config
     from tests.redis_server import RedisServer
 
@@ -279,16 +281,7 @@ class TestTranslator:
                 # translator cannot read them first.
                 async with writer.pipeline(transaction=True) as pipe:
                     for raw in sample_events(3, DISTRICT_A):
-                        msg = normalize(json.dumps(raw).encode(), DISTRICT_A)
-                        _ = pipe.xadd(
-                            KEYS.events,
-                            {
-                                "id": msg.id,
-                                "type": msg.type,
-                                "district": DISTRICT_A,
-                                "data": encode(msg),
-                            },
-                        )
+                        _ = pipe.xadd(KEYS.events, _entry(raw, DISTRICT_A))
                     _ = pipe.xreadgroup(cfg.legacy.group, "t1", {KEYS.events: ">"})
                     await pipe.execute()
                 errors = _reconnects()
@@ -302,6 +295,37 @@ class TestTranslator:
         finally:
             await client.aclose()
             await writer.aclose()
+
+    async def test_translator_survives_redis_refusing_writes(
+        self, redis_factory: Callable[..., RedisServer], session: aiohttp.ClientSession
+    ) -> None:
+        """Redis out of memory (noeviction) makes the translator wait, not crash; none is lost."""
+        server = redis_factory(extra=["--maxmemory-policy", "noeviction"])
+        client = aioredis.Redis.from_url(server.url)
+        translator = Translator(
+            cfg=test_cfg(server.url),
+            redis=client,
+            session=session,
+            health=Health(),
+            keys=KEYS,
+            consumer_name="t1",
+            retry_base_s=0.05,
+        )
+        try:
+            async with running(translator):
+                await eventually(lambda: _is(translator, "active"), what="active")
+                async with client.pipeline(transaction=True) as pipe:
+                    for raw in sample_events(2, DISTRICT_A):
+                        _ = pipe.xadd(KEYS.events, _entry(raw, DISTRICT_A))
+                    _ = pipe.config_set("maxmemory", 1)
+                    await pipe.execute()
+                await eventually(lambda: _refused(client), what="a write refused with OOM")
+                await client.config_set("maxmemory", 0)
+                await publish(client, DISTRICT_A, sample_events(3, DISTRICT_A))
+                await eventually(lambda: drained(client), what="drained")
+            assert await legacy_streams(client) == expected_streams(await messages_of(client))
+        finally:
+            await client.aclose()
 
     async def test_translator_dead_letters_untranslatable_and_skips_control(
         self, redis_client: aioredis.Redis, redis_url: str, make: Callable[..., Translator]
@@ -450,6 +474,12 @@ async def _is(translator: Translator, role: str) -> bool:
     return translator.role == role
 
 
+def _entry(raw: dict[str, Any], district: str) -> dict[FieldT, EncodableT]:
+    """The events-stream fields the poller writes for one raw Clever event."""
+    msg = normalize(json.dumps(raw).encode(), district)
+    return {"id": msg.id, "type": msg.type, "district": district, "data": encode(msg)}
+
+
 def _reconnects() -> float:
     return (
         REGISTRY.get_sample_value(
@@ -461,6 +491,11 @@ def _reconnects() -> float:
 
 async def _more(than: float) -> bool:
     return _reconnects() > than
+
+
+async def _refused(redis: aioredis.Redis) -> bool:
+    stats: dict[str, Any] = await redis.info("errorstats")
+    return "errorstat_OOM" in stats
 
 
 class TestGroupReader:

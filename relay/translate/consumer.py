@@ -21,8 +21,10 @@ The active loop, per iteration:
 3. When idle, block on ``XREAD`` for at most ``block_ms``; periodically sweep entries idle for
    ``claim_idle_ms`` from any other consumer.
 
-NOGROUP (Redis lost the group) re-creates the group at the stored position; the position check
-in the write script keeps anything re-delivered from being written twice.
+After any Redis error (connection lost, NOGROUP: Redis lost the group, OOM, READONLY) the
+next step starts over as on activation: the write in flight is settled, the position re-read,
+the group re-created at it if missing, and this consumer's pending entries read first. The
+position check in the write script keeps anything re-delivered from being written twice.
 """
 
 from __future__ import annotations
@@ -165,9 +167,15 @@ class Translator:
                     self._resync = True
                     await sleep_or_stop(backoff.next_delay(), stop)
                 except ResponseError as exc:
-                    if not is_nogroup(exc):
-                        raise
-                    await self._recreate_group()
+                    # NOGROUP: the group is gone (re-activation re-creates it at the stored
+                    # position). Anything else (OOM under noeviction, READONLY in a failover):
+                    # Redis refuses for now; wait and start over as after any Redis error.
+                    self._resync = True
+                    if is_nogroup(exc):
+                        log.exception("translator_group_lost", group=self.cfg.legacy.group)
+                        continue
+                    log.exception("redis_command_failed", role=self.role)
+                    await sleep_or_stop(backoff.next_delay(), stop)
         finally:
             try:
                 await self._drain()
@@ -273,22 +281,6 @@ class Translator:
         if self.role == "active":
             log.warning("translator_standby", consumer=self.consumer, reason=reason)
         self.role = "standby"
-
-    async def _recreate_group(self) -> None:
-        """NOGROUP: the group (or the stream) is gone; re-create it where translation stopped."""
-        await self._drain()
-        self._forget()
-        position = await self.store.position()
-        created = await self.reader.ensure_group(position or "0")
-        log.error(
-            "translator_group_recreated",
-            group=self.cfg.legacy.group,
-            position=position,
-            created=created,
-        )
-        self.position = position
-        self.last_seen = await self.reader.last_delivered()
-        self._pending_count = self.cfg.legacy.batch_size
 
     async def _work(self, stop: asyncio.Event) -> None:
         value = self.lease.value
