@@ -408,6 +408,28 @@ class TestTranslator:
         )
         assert list(await legacy_streams(redis_client)) == ["students"]
 
+    async def test_translator_disabled_sections_cost_no_lookup(
+        self, redis_client: aioredis.Redis, redis_url: str, make: Callable[..., Translator]
+    ) -> None:
+        """With sections left out of record_types, a section's unknown teacher is not looked up."""
+        cfg = test_cfg(redis_url, record_types=["students"])
+        tuid = object_id(0x7004)
+        clever = FakeClever({tuid: teacher(tuid, DISTRICT_A, object_id(0x7444))})
+        await publish(
+            redis_client,
+            DISTRICT_A,
+            [
+                event("sections.created", section(object_id(0x5006), DISTRICT_A, [tuid])),
+                event("users.created", student(object_id(0x5007), DISTRICT_A)),
+            ],
+        )
+        async with running(make(cfg, clever=clever)):
+            await eventually(lambda: drained(redis_client), what="drained")
+        assert clever.calls == []
+        assert await legacy_streams(redis_client) == expected_streams(
+            await messages_of(redis_client), record_types=frozenset({"students"})
+        )
+
     async def test_translator_known_teacher_needs_no_lookup(
         self, redis_client: aioredis.Redis, redis_url: str, make: Callable[..., Translator]
     ) -> None:

@@ -239,7 +239,7 @@ class BatchTranslator:
             msg = item.msg
             if item.user_id is not None:
                 users.setdefault(msg.district, []).append(item.user_id)
-            elif msg.record_type == "sections":
+            elif msg.record_type == "sections" and "sections" in self.record_types:
                 refs.setdefault(msg.district, []).extend(section_teacher_user_ids(msg))
         state = _State(users=await self.store.users(users), teachers={})
         state.users.update(self._carry.users)
