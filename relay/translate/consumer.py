@@ -123,13 +123,15 @@ class Translator:
         self.position: str | None = None
         self.last_seen = "0-0"
         self._pending_count: int | None = None
+        """None: read new entries; else re-read own pending entries, this many at a time."""
+        self._retry_at = 0.0
+        """Monotonic time before which the waiting head entry is not retried."""
         self._resync = False
         """A Redis error interrupted the active loop: re-activate before reading (``_resume``)."""
         self._inflight: tuple[asyncio.Future[int], Outcome] | None = None
         """The batch write sent but not yet awaited, and its outcome."""
         self._ahead: Prepared | None = None
         """The next batch, read and prepared (on top of the in-flight write) before it."""
-        """None: read new entries; else re-read own pending entries, this many at a time."""
         self._retry = Backoff(cap_s=RETRY_CAP_S, base_s=retry_base_s, rng=lambda: 1.0)
         self._next_sweep = 0.0
         self._next_gauges = 0.0
@@ -205,6 +207,12 @@ class Translator:
         try:
             if self._resync:
                 await self._resume()
+            wait_s = self._retry_at - time.monotonic()
+            if wait_s > 0:
+                # Waiting to retry a look-up: in slices, so the lease is renewed meanwhile
+                # (a retry delay may be longer than the lease's TTL).
+                await sleep_or_stop(min(wait_s, self.lease.ttl_ms / 3000), stop)
+                return
             await self._work(stop)
         except Fenced:
             self.lease.lost()
@@ -368,7 +376,7 @@ class Translator:
             reason=outcome.waiting,
             retry_in_s=delay,
         )
-        await sleep_or_stop(delay, stop)
+        self._retry_at = time.monotonic() + delay
 
     def _committed(self, outcome: Outcome) -> None:
         last = outcome.write.last_id
