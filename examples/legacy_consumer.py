@@ -80,7 +80,8 @@ async def consume(args: argparse.Namespace) -> None:
                 if not entries:
                     positions[stream] = ">"  # no pending entries left: read new ones
                 for entry_id, fields in entries:
-                    handle(_decoder.decode(fields[b"data"]), seen)
+                    if fields:  # None: a pending entry the stream's MAXLEN trimmed meanwhile
+                        handle(_decoder.decode(fields[b"data"]), seen)
                     await redis.xack(stream, args.group, entry_id)
     finally:
         await redis.aclose()
