@@ -293,7 +293,6 @@ class DistrictPoller:
         self.state = "caught_up"
         self._progress_at = time.monotonic()
         DISTRICT_UP.labels(self.id).set(1)
-        DISTRICT_LAG.labels(self.id).set(0)
         await self.redis.hset(
             self.keys.poll_state(self.id),
             mapping={"last_success": repr(time.time()), "healthy": "1"},
