@@ -389,20 +389,20 @@ class TestTranslator:
         self, redis_client: aioredis.Redis, redis_url: str, make: Callable[..., Translator]
     ) -> None:
         """A retry wait longer than the lease TTL renews the lease: no takeover, one fence."""
-        cfg = test_cfg(redis_url, lease_ttl_s=0.3, max_deliveries=5)
+        cfg = test_cfg(redis_url, lease_ttl_s=0.6, max_deliveries=5)
         tuid = object_id(0x7005)
-        clever = FakeClever({tuid: teacher(tuid, DISTRICT_A, object_id(0x7555))}, failures=4)
+        clever = FakeClever({tuid: teacher(tuid, DISTRICT_A, object_id(0x7555))}, failures=2)
         await publish(
             redis_client,
             DISTRICT_A,
             [event("sections.created", section(object_id(0x5008), DISTRICT_A, [tuid]))],
         )
         translator = make(cfg, clever=clever)
-        translator._retry = Backoff(cap_s=1.0, base_s=0.4, rng=lambda: 1.0)
+        translator._retry = Backoff(cap_s=0.9, base_s=0.8, rng=lambda: 1.0)  # each wait > TTL
         async with running(translator):
             await eventually(lambda: drained(redis_client), what="drained")
             assert translator.lease.fence == 1
-        assert clever.calls == [tuid] * 5
+        assert clever.calls == [tuid] * 3
 
     async def test_translator_dead_letters_after_max_deliveries(
         self, redis_client: aioredis.Redis, redis_url: str, make: Callable[..., Translator]
