@@ -143,6 +143,11 @@ class Contact(Base, frozen=True):
     relationship: Relationship | UnsetType | None = UNSET
 
 
+# Section, School, Course and Term list the same fields as their v3 twins today, but they are
+# kept as separate types on purpose: these define exactly what v2.1 consumers get, so a field
+# Clever adds to a v3 record never leaks into v2 output (tests compare both with the specs).
+
+
 class Section(Base, frozen=True):
     """v2.1 ``Section``; ``teacher``/``teachers`` hold teacher *legacy* ids."""
 
