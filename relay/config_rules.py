@@ -21,6 +21,8 @@ import msgspec
 from relay.errors import ConfigError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
     from relay.config import Config
 
 OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
@@ -137,19 +139,17 @@ def check_semantics(cfg: Config) -> list[str]:
     enabled = set(cfg.relay.components)
     if "poller" in enabled and not cfg.clever.districts:
         problems.append("clever.districts: at least one district is required to run the poller")
-    seen: set[str] = set()
-    for i, district in enumerate(cfg.clever.districts):
-        key = f"clever.districts[{i}]"
-        if district.id in seen:
-            problems.append(f"{key}.id: duplicate district id {district.id}")
-        seen.add(district.id)
-        sources = [
-            s for s in (district.token, district.token_env, district.token_file) if s is not None
-        ]
-        if len(sources) != 1:
-            problems.append(f"{key}: exactly one of token, token_env, token_file is required")
-        if district.start not in ("latest", "earliest") and not OBJECT_ID.match(district.start):
-            problems.append(f"{key}.start: must be latest, earliest or a 24-hex Clever event id")
+    tokens = ("token", "token_env", "token_file")
+    problems.extend(
+        _entries(
+            cfg.clever.districts,
+            "clever.districts",
+            name="id",
+            what="district id",
+            sources=tokens,
+            extra=_start_problem,
+        )
+    )
     problems.extend(_check_webhooks(cfg))
     problems.extend(_check_v2api(cfg))
     if cfg.redis.cluster and not re.search(r"\{[^}]+\}", cfg.redis.prefix):
@@ -159,36 +159,68 @@ def check_semantics(cfg: Config) -> list[str]:
     return problems
 
 
-def _check_v2api(cfg: Config) -> list[str]:
+def _entries(
+    entries: Sequence[Any],
+    where: str,
+    *,
+    name: str,
+    what: str,
+    sources: tuple[str, str, str],
+    extra: Callable[[Any], str | None] = lambda _entry: None,
+) -> list[str]:
+    """Each entry of a table array: a unique ``name``, exactly one secret source, ``extra``.
+
+    ``extra`` returns one more problem of an entry (without its key), or None.
+    """
     problems: list[str] = []
-    names: set[str] = set()
-    for i, client in enumerate(cfg.v2api.clients):
-        key = f"v2api.clients[{i}]"
-        if client.name in names:
-            problems.append(f"{key}.name: duplicate client name {client.name}")
-        names.add(client.name)
-        sources = [client.token, client.token_env, client.token_file]
-        if sum(source is not None for source in sources) != 1:
-            problems.append(f"{key}: exactly one of token, token_env, token_file is required")
+    seen: set[object] = set()
+    for i, entry in enumerate(entries):
+        key = f"{where}[{i}]"
+        value = getattr(entry, name)
+        if value in seen:
+            problems.append(f"{key}.{name}: duplicate {what} {value}")
+        seen.add(value)
+        if sum(getattr(entry, source) is not None for source in sources) != 1:
+            problems.append(f"{key}: exactly one of {', '.join(sources)} is required")
+        if (problem := extra(entry)) is not None:
+            problems.append(f"{key}.{problem}")
+    return problems
+
+
+def _start_problem(district: Any) -> str | None:
+    if district.start in ("latest", "earliest") or OBJECT_ID.match(district.start):
+        return None
+    return "start: must be latest, earliest or a 24-hex Clever event id"
+
+
+def _url_problem(endpoint: Any) -> str | None:
+    url = urlsplit(endpoint.url)
+    if url.scheme in ("http", "https") and url.netloc:
+        return None
+    return "url: must be an http:// or https:// URL"
+
+
+def _check_v2api(cfg: Config) -> list[str]:
+    tokens = ("token", "token_env", "token_file")
+    problems = _entries(
+        cfg.v2api.clients, "v2api.clients", name="name", what="client name", sources=tokens
+    )
     if "v2api" in cfg.relay.components and not cfg.v2api.clients:
         problems.append("v2api.clients: at least one client is required to serve the v2 API")
     return problems
 
 
 def _check_webhooks(cfg: Config) -> list[str]:
-    problems: list[str] = []
-    names: set[str] = set()
-    for i, endpoint in enumerate(cfg.webhooks.endpoints):
-        key = f"webhooks.endpoints[{i}]"
-        if endpoint.name in names:
-            problems.append(f"{key}.name: duplicate endpoint name {endpoint.name}")
-        names.add(endpoint.name)
-        url = urlsplit(endpoint.url)
-        if url.scheme not in ("http", "https") or not url.netloc:
-            problems.append(f"{key}.url: must be an http:// or https:// URL")
-        sources = [endpoint.secret, endpoint.secret_env, endpoint.secret_file]
-        if sum(source is not None for source in sources) != 1:
-            problems.append(f"{key}: exactly one of secret, secret_env, secret_file is required")
+    secrets = ("secret", "secret_env", "secret_file")
+    endpoints = cfg.webhooks.endpoints
+    problems = _entries(
+        endpoints,
+        "webhooks.endpoints",
+        name="name",
+        what="endpoint name",
+        sources=secrets,
+        extra=_url_problem,
+    )
     if "webhooks" in cfg.relay.components and not cfg.webhooks.endpoints:
         problems.append("webhooks.endpoints: at least one endpoint is required to run webhooks")
     return problems
