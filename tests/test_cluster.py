@@ -15,7 +15,6 @@ import aiohttp
 import msgspec
 import pytest
 
-from relay.clever.client import CleverClient, CleverNotFound
 from relay.config import ALL_RECORD_TYPES as LEGACY_RECORD_TYPES
 from relay.config import validate
 from relay.health import Health
@@ -25,10 +24,8 @@ from relay.poller import Poller
 from relay.redis_client import create_redis, is_cluster
 from relay.simulator import SimOptions, World, running_simulator
 from relay.translate.consumer import Translator
-from relay.translate.lookup import teacher_legacy_id
-from relay.translate.rules import section_teacher_user_ids
 from tests.cluster import RedisClusterServers
-from tests.test_translator_helpers import eventually, expected_streams
+from tests.test_translator_helpers import eventually, expected_streams, teacher_ids_from_clever
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -123,28 +120,6 @@ async def drained(redis: aioredis.Redis, total: int) -> bool:
     return any(g["pending"] == 0 and g["last-delivered-id"] == last[0][0] for g in groups if last)
 
 
-async def teacher_ids(
-    redis: aioredis.Redis, sim: RunningSimulator, session: aiohttp.ClientSession
-) -> dict[str, dict[str, str]]:
-    """The teacher legacy id of every user a section names, asked of the simulator."""
-    result: dict[str, dict[str, str]] = {}
-    for _, msg in await messages(redis):
-        for uid in section_teacher_user_ids(msg):
-            known = result.setdefault(msg.district, {})
-            client = CleverClient(
-                session=session,
-                base_url=sim.base_url,
-                district=msg.district,
-                token=sim.world.district(msg.district).token,
-                timeout_s=10,
-            )
-            with contextlib.suppress(CleverNotFound):
-                found = teacher_legacy_id(await client.get_user(uid))
-                if found is not None:
-                    known[uid] = found
-    return result
-
-
 class TestCluster:
     """Poller and translator on a Redis Cluster."""
 
@@ -177,7 +152,7 @@ class TestCluster:
                     make(Translator, "b"),
                 ):
                     await eventually(lambda: drained(redis, total), timeout_s=20, what="drained")
-                teachers = await teacher_ids(redis, sim, session)
+                teachers = await teacher_ids_from_clever(await messages(redis), sim, session)
                 streams = await legacy(redis)
                 model = expected_streams(await messages(redis), teacher_ids=teachers)
                 published = {

@@ -20,14 +20,11 @@ from typing import TYPE_CHECKING
 import aiohttp
 import msgspec
 
-from relay.clever.client import CleverClient, CleverNotFound
 from relay.config import validate
 from relay.health import Health
 from relay.poller import Poller
 from relay.simulator import SimOptions, World, running_simulator
 from relay.translate.consumer import Translator
-from relay.translate.lookup import teacher_legacy_id
-from relay.translate.rules import section_teacher_user_ids
 from tests.test_translator_helpers import (
     KEYS,
     drained,
@@ -36,6 +33,7 @@ from tests.test_translator_helpers import (
     legacy_streams,
     messages_of,
     publish_raw,
+    teacher_ids_from_clever,
 )
 
 if TYPE_CHECKING:
@@ -71,30 +69,6 @@ def pipeline_cfg(redis_url: str, sim: RunningSimulator, **legacy: object) -> dic
         "legacy": {"block_ms": 50, "lease_ttl_s": 1.0, **legacy},
         "log": {"level": "warning"},
     }
-
-
-async def teacher_ids_from_clever(
-    redis: aioredis.Redis, sim: RunningSimulator, session: aiohttp.ClientSession
-) -> dict[str, dict[str, str]]:
-    """The teacher legacy id of every user a section names, asked of the simulator's Data API."""
-    result: dict[str, dict[str, str]] = {}
-    for _, msg in await messages_of(redis):
-        for uid in section_teacher_user_ids(msg):
-            known = result.setdefault(msg.district, {})
-            if uid in known:
-                continue
-            client = CleverClient(
-                session=session,
-                base_url=sim.base_url,
-                district=msg.district,
-                token=sim.world.district(msg.district).token,
-                timeout_s=10,
-            )
-            with contextlib.suppress(CleverNotFound):
-                legacy = teacher_legacy_id(await client.get_user(uid))
-                if legacy is not None:
-                    known[uid] = legacy
-    return result
 
 
 async def total_events(redis: aioredis.Redis, n: int) -> bool:
@@ -140,7 +114,7 @@ class TestTranslatorPipeline:
                 component(two),
             ):
                 await eventually(lambda: drained(redis_client), timeout_s=60, what="drained")
-            teachers = await teacher_ids_from_clever(redis_client, sim, session)
+            teachers = await teacher_ids_from_clever(await messages_of(redis_client), sim, session)
         streams = await legacy_streams(redis_client)
         assert streams == expected_streams(await messages_of(redis_client), teacher_ids=teachers)
         assert sum(len(v) for v in streams.values()) > total
@@ -221,7 +195,7 @@ class TestTranslatorProcess:
             finally:
                 proc.send_signal(signal.SIGTERM)
                 assert proc.wait(timeout=20) == 0
-            teachers = await teacher_ids_from_clever(redis_client, sim, session)
+            teachers = await teacher_ids_from_clever(await messages_of(redis_client), sim, session)
         streams = await legacy_streams(redis_client)
         assert streams == expected_streams(await messages_of(redis_client), teacher_ids=teachers)
 

@@ -29,7 +29,10 @@ from relay.translate.rules import (
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    import aiohttp
     import redis.asyncio as aioredis
+
+    from relay.simulator import RunningSimulator
 
 DISTRICT_A = "5a0c91b95c7cc000010d417c"
 DISTRICT_B = "5a0c91b95c7cc000010d4200"
@@ -268,3 +271,35 @@ async def drained(redis: aioredis.Redis, group: str = "legacy-translator") -> bo
             top = last[0][0] if last else b"0-0"
             return bool(info["pending"] == 0 and info["last-delivered-id"] == top)
     return False
+
+
+async def teacher_ids_from_clever(
+    messages: list[tuple[str, EventMessage]],
+    sim: RunningSimulator,
+    session: aiohttp.ClientSession,
+) -> dict[str, dict[str, str]]:
+    """The teacher legacy id of every user a section names, asked of the simulator's Data API."""
+    from relay.clever.client import CleverClient, CleverNotFound
+    from relay.translate.lookup import teacher_legacy_id
+    from relay.translate.rules import section_teacher_user_ids
+
+    result: dict[str, dict[str, str]] = {}
+    for _, msg in messages:
+        for uid in section_teacher_user_ids(msg):
+            known = result.setdefault(msg.district, {})
+            if uid in known:
+                continue
+            client = CleverClient(
+                session=session,
+                base_url=sim.base_url,
+                district=msg.district,
+                token=sim.world.district(msg.district).token,
+                timeout_s=10,
+            )
+            try:
+                legacy = teacher_legacy_id(await client.get_user(uid))
+            except CleverNotFound:
+                continue
+            if legacy is not None:
+                known[uid] = legacy
+    return result
