@@ -66,17 +66,22 @@ def handle(event: V2Event, seen: set[str]) -> None:
 
 
 async def consume(args: argparse.Namespace) -> None:
-    """Read the chosen legacy streams until cancelled."""
+    """Read the chosen legacy streams until Ctrl-C or SIGTERM."""
     # redis-py's default 5 s socket timeout would end a 5 s XREADGROUP BLOCK with a TimeoutError.
     redis = aioredis.Redis.from_url(args.redis_url, socket_timeout=args.block_ms / 1000 + 10)
     streams = [f"{args.prefix}:legacy:{record_type}" for record_type in args.record_types]
     seen: set[str] = set()  # a real consumer keeps this in its own database
+    # Ctrl-C / SIGTERM end the loop after the current read (at most --block-ms): cancelling a
+    # blocked read instead can leave the connection waiting on a reply that never comes.
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     try:
         for stream in streams:
             await ensure_group(redis, stream, args.group)
         # "0": this consumer's pending entries first (after a crash), then ">" for new ones.
         positions: dict[Any, Any] = dict.fromkeys(streams, "0")
-        while True:
+        while not stop.is_set():
             reply: Any = await redis.xreadgroup(
                 args.group, args.consumer, positions, count=100, block=args.block_ms
             )
@@ -103,11 +108,8 @@ def main() -> None:
     parser.add_argument("--group", default="legacy-example")
     parser.add_argument("--consumer", default="worker-1")
     parser.add_argument("record_types", nargs="*", default=["students", "teachers", "contacts"])
-    args = parser.parse_args()
-    # A shell starts background jobs with SIGINT ignored; Ctrl-C / kill -INT must still stop us.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(consume(args))
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C before the loop runs
+        asyncio.run(consume(parser.parse_args()))
 
 
 if __name__ == "__main__":

@@ -215,6 +215,10 @@ def build_parser(*, with_simulator: bool = True) -> argparse.ArgumentParser:
     demo = add("demo", cmd_demo, "show the whole pipeline working on this machine", config=False)
     demo.add_argument("--duration", type=float, help="stop after S seconds and print a summary")
     demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument(
+        "--redis-url",
+        help="use this Redis (or RELAY__REDIS__URL); default: start a private one",
+    )
     return parser
 
 

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
-import queue
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -19,6 +15,7 @@ from typing import Any
 import redis
 
 from relay.webhooks.signing import decode_secret, sign
+from tests.proc_lines import LineReader
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET_A = "whsec_c2VjcmV0LWtleS1vbmU="
@@ -62,36 +59,6 @@ class TestWebhookReceiverExample:
             "webhook-signature": sign([decode_secret(SECRET_A)], "x", old, body),
         }
         assert receiver.is_authentic([SECRET_A], headers, body) is False
-
-
-class LineReader:
-    """A subprocess's stdout, read by a thread so a test can wait for a line with a deadline."""
-
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        assert proc.stdout is not None
-        self.stdout = proc.stdout
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-
-    def _read(self) -> None:
-        for line in self.stdout:
-            self.lines.put(line)
-
-    def close(self) -> None:
-        """After the process ended: let the thread read to the end, then close the pipe."""
-        self.thread.join(timeout=30)
-        self.stdout.close()
-
-    def wait_for(self, predicate: Callable[[list[str]], bool], timeout_s: float = 90) -> None:
-        """Read lines until ``predicate(all lines so far)`` holds; fail after ``timeout_s``."""
-        deadline = time.monotonic() + timeout_s
-        while not predicate(self.seen):
-            remaining = deadline - time.monotonic()
-            assert remaining > 0, f"timed out; output so far: {self.seen}"
-            with contextlib.suppress(queue.Empty):
-                self.seen.append(self.lines.get(timeout=min(remaining, 1.0)).rstrip("\n"))
 
 
 def legacy_entry(event_id: str) -> dict[Any, Any]:
