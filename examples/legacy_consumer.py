@@ -81,7 +81,7 @@ async def consume(args: argparse.Namespace) -> None:
             await ensure_group(redis, stream, args.group)
         # "0": this consumer's pending entries first (after a crash), then ">" for new ones.
         positions: dict[Any, Any] = dict.fromkeys(streams, "0")
-        while not stop.is_set():
+        while not stop.is_set() and not (args.max_events and len(seen) >= args.max_events):
             reply: Any = await redis.xreadgroup(
                 args.group, args.consumer, positions, count=100, block=args.block_ms
             )
@@ -105,6 +105,9 @@ def main() -> None:
     parser.add_argument("--redis-url", "--redis", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--prefix", default="clever", help="the relay's [redis] prefix")
     parser.add_argument("--block-ms", type=int, default=5000, help="longest wait per read")
+    parser.add_argument(
+        "--max-events", type=int, default=0, help="exit after handling this many (0: never)"
+    )
     parser.add_argument("--group", default="legacy-example")
     parser.add_argument("--consumer", default="worker-1")
     parser.add_argument("record_types", nargs="*", default=["students", "teachers", "contacts"])
