@@ -2,13 +2,15 @@
 
 Run it beside a relay (or ``clever-relay demo``)::
 
-    python examples/legacy_consumer.py --redis redis://127.0.0.1:6379/0 --prefix clever \\
+    python examples/legacy_consumer.py --redis-url redis://127.0.0.1:6379/0 --prefix clever \\
         --group my-app --consumer worker-1 students teachers
 
 It creates the group if needed, first re-reads its own unacknowledged entries (after a crash),
-then blocks for new ones, handles each v2 event, and acknowledges it. Handling is idempotent on
-the legacy ``id`` (each is unique and stable), which turns the group's at-least-once delivery
-into effectively-once processing. Stop it with Ctrl-C.
+then blocks for new ones, handles each v2 event, and acknowledges it. A quiet stream is normal:
+each block that returns nothing prints one ``idle`` line, and the socket timeout is set above
+the block time, so the client never mistakes a long block for a dead connection. Handling is
+idempotent on the legacy ``id`` (each is unique and stable), which turns the group's
+at-least-once delivery into effectively-once processing. Stop it with Ctrl-C.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import signal
 from typing import Any
 
 import msgspec
@@ -58,23 +61,32 @@ def handle(event: V2Event, seen: set[str]) -> None:
     seen.add(event.id)
     name = event.data.object.get("name")
     changed = sorted(event.data.previous_attributes or {})
-    print(f"{event.id} {event.type:<24} {event.data.object.get('id')} {name!r} changed={changed}")
+    line = f"{event.id} {event.type:<24} {event.data.object.get('id')} {name!r} changed={changed}"
+    print(line, flush=True)
 
 
 async def consume(args: argparse.Namespace) -> None:
-    """Read the chosen legacy streams until cancelled."""
-    redis = aioredis.Redis.from_url(args.redis)
+    """Read the chosen legacy streams until Ctrl-C or SIGTERM."""
+    # redis-py's default 5 s socket timeout would end a 5 s XREADGROUP BLOCK with a TimeoutError.
+    redis = aioredis.Redis.from_url(args.redis_url, socket_timeout=args.block_ms / 1000 + 10)
     streams = [f"{args.prefix}:legacy:{record_type}" for record_type in args.record_types]
     seen: set[str] = set()  # a real consumer keeps this in its own database
+    # Ctrl-C / SIGTERM end the loop after the current read (at most --block-ms): cancelling a
+    # blocked read instead can leave the connection waiting on a reply that never comes.
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     try:
         for stream in streams:
             await ensure_group(redis, stream, args.group)
         # "0": this consumer's pending entries first (after a crash), then ">" for new ones.
         positions: dict[Any, Any] = dict.fromkeys(streams, "0")
-        while True:
+        while not stop.is_set() and not (args.max_events and len(seen) >= args.max_events):
             reply: Any = await redis.xreadgroup(
-                args.group, args.consumer, positions, count=100, block=5000
+                args.group, args.consumer, positions, count=100, block=args.block_ms
             )
+            if not reply:
+                print(f"idle: no new entries in {args.block_ms} ms", flush=True)
             for raw_stream, entries in reply or []:
                 stream = raw_stream.decode()
                 if not entries:
@@ -90,12 +102,16 @@ async def consume(args: argparse.Namespace) -> None:
 def main() -> None:
     """Parse the command line and consume until Ctrl-C."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
-    parser.add_argument("--prefix", default="clever")
+    parser.add_argument("--redis-url", "--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--prefix", default="clever", help="the relay's [redis] prefix")
+    parser.add_argument("--block-ms", type=int, default=5000, help="longest wait per read")
+    parser.add_argument(
+        "--max-events", type=int, default=0, help="exit after handling this many (0: never)"
+    )
     parser.add_argument("--group", default="legacy-example")
     parser.add_argument("--consumer", default="worker-1")
     parser.add_argument("record_types", nargs="*", default=["students", "teachers", "contacts"])
-    with contextlib.suppress(KeyboardInterrupt):
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C before the loop runs
         asyncio.run(consume(parser.parse_args()))
 
 

@@ -63,6 +63,14 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         raise ConfigError(problems)
     components = ", ".join(cfg.relay.components)
     print(f"config ok: {len(cfg.clever.districts)} district(s), components {components}")
+    if args.connect:
+        from relay.connect_check import connect_report
+
+        problems, notes = asyncio.run(connect_report(cfg))
+        for note in notes:
+            print(note)
+        if problems:
+            raise ConfigError(problems)
     return EXIT_OK
 
 
@@ -180,7 +188,14 @@ def build_parser(*, with_simulator: bool = True) -> argparse.ArgumentParser:
         return p
 
     add("run", cmd_run, "run the configured components until SIGTERM/SIGINT")
-    add("check-config", cmd_check_config, "validate a config file; exit 2 listing every problem")
+    check = add(
+        "check-config", cmd_check_config, "validate a config file; exit 2 listing every problem"
+    )
+    check.add_argument(
+        "--connect",
+        action="store_true",
+        help="also check that Redis answers and that Clever accepts each district's token",
+    )
     cursor = add("cursor", cmd_cursor, "show or set the stored per-district cursors")
     cursor_sub = cursor.add_subparsers(dest="cursor_command", required=True, metavar="ACTION")
     show = cursor_sub.add_parser("show", help="print each district's stored cursor", parents=debug)
@@ -215,6 +230,10 @@ def build_parser(*, with_simulator: bool = True) -> argparse.ArgumentParser:
     demo = add("demo", cmd_demo, "show the whole pipeline working on this machine", config=False)
     demo.add_argument("--duration", type=float, help="stop after S seconds and print a summary")
     demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument(
+        "--redis-url",
+        help="use this Redis (or RELAY__REDIS__URL); default: start a private one",
+    )
     return parser
 
 

@@ -1,11 +1,13 @@
 """``clever-relay demo``: the whole pipeline on this machine, in one command (CONTRACT §8).
 
-It starts the simulator (seeded, three districts, live activity), finds a Redis (the one at
-``redis.url`` when it answers, else a private ``redis-server`` on a free port that it stops on
-exit), runs poller, translator and ops server in this process, and shows what flows: per
-district the cursor and lag, per legacy topic the created/updated/deleted counts, the latest
-translations, dead letters. Its keys live under the ``clever-demo`` prefix, which it clears at
-start, so a demo never touches a real relay's keys.
+It starts the simulator (seeded, three districts, live activity), uses the Redis named by
+``--redis-url`` or ``RELAY__REDIS__URL`` (exit 2 with one line when it does not answer), or with
+none named a private ``redis-server`` on a free port that it stops on exit, after the relay.
+It runs poller, translator and ops server in this process, and shows what flows: per district
+the cursor and lag, per legacy topic the created/updated/deleted counts, the latest
+translations, dead letters, and the ``redis-cli`` command that reads what it wrote. Its keys live
+under the ``clever-demo`` prefix, which it clears at start, so a demo never touches a real
+relay's keys. Ctrl-C stops it cleanly (exit 0).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import time
 from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import urlsplit
 
 import msgspec
 import redis.asyncio as aioredis
@@ -47,6 +50,10 @@ RECENT = 8
 
 class DemoError(RelayError):
     """The demo cannot run here (no Redis to be had, port in use...)."""
+
+
+class RedisUnreachable(DemoError):
+    """The Redis the user named does not answer: a usage problem (exit 2), not a crash."""
 
 
 def free_port() -> int:
@@ -84,14 +91,19 @@ async def private_redis() -> AsyncIterator[str]:
     binary = shutil.which("redis-server")
     if binary is None:
         raise DemoError(
-            "no Redis answers at redis.url and redis-server is not installed: install Redis "
-            "(e.g. apt-get install redis-server) or set RELAY__REDIS__URL"
+            "redis-server is not installed: install Redis (e.g. apt-get install redis-server) "
+            "or name a running one with --redis-url"
         )
     port = free_port()
     workdir = tempfile.mkdtemp(prefix="clever-relay-demo-")
     args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", workdir]
+    # A session of its own: Ctrl-C signals the terminal's whole process group, and the relay
+    # must stop (and flush) before its Redis does.
     proc = await asyncio.create_subprocess_exec(
-        *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+        *args,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+        start_new_session=True,
     )
     url = f"redis://127.0.0.1:{port}/0"
     try:
@@ -171,6 +183,8 @@ class View:
     dead_letters: int = 0
     cursors: dict[str, str] = field(default_factory=dict)
     lags: dict[str, str] = field(default_factory=dict)
+    read_command: str = ""
+    """The ``redis-cli`` command that reads what the demo wrote (shown on screen and summary)."""
 
     async def refresh(self, redis: aioredis.Redis, districts: list[str]) -> None:
         """Read what is new on every stream and the per-district state."""
@@ -229,6 +243,7 @@ class View:
                 f"updated {c['updated']}, deleted {c['deleted']})"
             )
         out.append(f"v3 events {self.v3_events}, dead letters {self.dead_letters}")
+        out.append(f"read what it wrote: {self.read_command}")
         return out
 
 
@@ -267,7 +282,7 @@ def render(view: View, ops_url: str) -> Any:
     recent = "\n".join([*view.recent_other, *view.recent]) or "(waiting for events)"
     footer = (
         f"v3 events: {view.v3_events}   dead letters: {view.dead_letters}   "
-        f"ops: {ops_url}/status   Ctrl-C to stop"
+        f"ops: {ops_url}/status   Ctrl-C to stop\nread what it wrote: {view.read_command}"
     )
     return Group(districts, topics, Panel(recent, title="latest translations"), footer)
 
@@ -293,7 +308,7 @@ async def _show(
             elif time.monotonic() - last_print >= 5.0:
                 last_print = time.monotonic()
                 print(
-                    " | ".join(view.summary_lines()[-len(view.record_types) - 1 :][:3]), flush=True
+                    " | ".join(view.summary_lines()[-len(view.record_types) - 2 :][:3]), flush=True
                 )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=0.5)
@@ -308,13 +323,19 @@ async def _demo(args: argparse.Namespace) -> int:
     logs.configure(level=os.environ.get("RELAY__LOG__LEVEL", "warning"), fmt="console")
     world = World.generate(args.seed, districts=DEMO_DISTRICTS, events_per_district=DEMO_HISTORY)
     options = SimOptions(seed=args.seed, live_rate=DEMO_LIVE_RATE)
-    async with running_simulator(world, options) as sim, contextlib.AsyncExitStack() as stack:
+    named = args.redis_url or os.environ.get("RELAY__REDIS__URL")
+    if named and not await redis_answers(named):
+        raise RedisUnreachable(
+            f"no Redis answers at {logs.scrub(named)} (named by "
+            f"{'--redis-url' if args.redis_url else 'RELAY__REDIS__URL'}); start it, or name "
+            "none and the demo starts a private one"
+        )
+    # Exit order matters: the stack (a private Redis) closes after the relay has stopped.
+    async with contextlib.AsyncExitStack() as stack, running_simulator(world, options) as sim:
         pairs = [(d.id, d.token) for d in sim.world.districts]
-        probe = demo_config(base_url=sim.base_url, districts=pairs, redis_url=None)
-        redis_url = probe.redis.url
-        if not await redis_answers(redis_url):
-            redis_url = await stack.enter_async_context(private_redis())
-            print(f"no Redis at {probe.redis.url}; started a private one at {redis_url}")
+        redis_url = named or await stack.enter_async_context(private_redis())
+        if not named:
+            print(f"started a private Redis at {redis_url}; it stops with the demo", flush=True)
         cfg = demo_config(base_url=sim.base_url, districts=pairs, redis_url=redis_url)
         return await _run_pipeline(cfg, [d for d, _ in pairs], args.duration)
 
@@ -326,9 +347,14 @@ async def _run_pipeline(cfg: Config, districts: list[str], duration: float | Non
         await clear_prefix(redis, cfg.redis.prefix)
         service = Service(cfg)
         ops_url = f"http://{cfg.http.host}:{cfg.http.port}"
-        where = f"{cfg.redis.url} (prefix {cfg.redis.prefix})"
+        where = f"{logs.scrub(cfg.redis.url)} (prefix {cfg.redis.prefix})"
         print(f"clever-relay demo: simulator -> {where}, ops at {ops_url}", flush=True)
-        view = View(keys=keys, record_types=list(cfg.legacy.record_types))
+        view = View(
+            keys=keys,
+            record_types=list(cfg.legacy.record_types),
+            read_command=read_command(cfg.redis.url, cfg.redis.prefix),
+        )
+        print(f"read what it wrote: {view.read_command}", flush=True)
         runner = asyncio.create_task(service.run(), name="service")
         if duration is not None:
             asyncio.get_running_loop().call_later(duration, service.request_stop)
@@ -341,9 +367,24 @@ async def _run_pipeline(cfg: Config, districts: list[str], duration: float | Non
         await redis.aclose()
 
 
+def read_command(redis_url: str, prefix: str) -> str:
+    """The ``redis-cli`` command that reads what the demo wrote to the teachers topic."""
+    parts = urlsplit(redis_url)
+    host = "" if parts.hostname in (None, "127.0.0.1", "localhost") else f"-h {parts.hostname} "
+    db = parts.path.strip("/")
+    database = f" -n {db}" if db not in ("", "0") else ""
+    return (
+        f"redis-cli {host}-p {parts.port or 6379}{database} "
+        f"XREAD COUNT 10 STREAMS {prefix}:legacy:teachers 0"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``clever-relay demo``; returns the exit code."""
     try:
         return asyncio.run(_demo(args))
+    except RedisUnreachable as exc:
+        print(f"clever-relay: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 0

@@ -37,6 +37,7 @@ from redis.exceptions import RedisError
 
 from relay.backoff import sleep_or_stop
 from relay.logs import get_logger
+from relay.throttle import Throttle
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -265,6 +266,7 @@ class LeaseRunner:
         self.health = health
         self._tasks: dict[str, tuple[asyncio.Event, asyncio.Task[None]]] = {}
         self._stop = asyncio.Event()
+        self._outage = Throttle()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Tick (heartbeat, renew, rebalance) until ``stop``; then stop all work and release."""
@@ -278,8 +280,12 @@ class LeaseRunner:
                 try:
                     await self.tick(reclaim=first)
                     first = False
+                    self._outage.reset()
                 except RedisError as exc:
-                    log.warning("lease_tick_failed", error=repr(exc))
+                    # Rate-limited: the Redis watch names an outage; this says what it stalled.
+                    quiet = self._outage.allow()
+                    if quiet is not None:
+                        log.warning("lease_tick_failed", error=repr(exc), suppressed=quiet)
                 wait_s = interval_s * _rng.uniform(1 - JITTER, 1 + JITTER)
                 await sleep_or_stop(wait_s, stop)
         finally:

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError, ResponseError
 
-from relay.logs import get_logger
+from relay.logs import get_logger, scrub
+from relay.throttle import Throttle
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -33,6 +35,8 @@ PERSISTENCE = "redis_persistence"
 WATCH_LOOP = "redis_checks"
 """Heartbeat name :func:`watch_redis` ticks, if the service registered it with Health."""
 CHECK_TIMEOUT_S = 5.0
+OUTAGE_RECHECK_S = 5.0
+"""How often an unreachable Redis is tried again (it is logged at most every 30 s)."""
 
 log = get_logger("redis_checks")
 
@@ -129,20 +133,66 @@ async def check_redis(redis: aioredis.Redis, health: Health) -> None:
 
 
 async def watch_redis(
-    redis: aioredis.Redis, health: Health, interval_s: float, stop: asyncio.Event
+    redis: aioredis.Redis,
+    health: Health,
+    interval_s: float,
+    stop: asyncio.Event,
+    *,
+    url: str | None = None,
 ) -> None:
     """Run :func:`check_redis` every ``interval_s`` until ``stop`` is set.
 
-    A Redis that does not answer is logged and tried again next round: readiness already
-    reports an unreachable Redis, and this task must outlive a Redis restart.
+    A Redis that does not answer is the one place an outage is named: one ``redis_unreachable``
+    line with the URL (password redacted), repeated at most every 30 s while it lasts, and one
+    ``redis_reachable`` when it is back; components keep their own failures quiet meanwhile
+    (``relay/throttle.py``). Readiness reports the outage by pinging Redis itself, and this task
+    must outlive a Redis restart. While Redis is away it checks every few seconds, so recovery
+    is noticed soon even with a long ``interval_s``.
     """
+    outage = _Outage(url or _client_url(redis))
     while not stop.is_set():
+        failure: Exception | None = None
         try:
             async with asyncio.timeout(CHECK_TIMEOUT_S):
                 await check_redis(redis, health)
         except (RedisError, OSError, TimeoutError) as exc:
-            log.warning("redis_check_failed", error=type(exc).__name__)
+            failure = exc
+        outage.report(failure)
         health.tick(WATCH_LOOP)
+        wait_s = interval_s if outage.since is None else min(interval_s, OUTAGE_RECHECK_S)
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(interval_s):
+            async with asyncio.timeout(wait_s):
                 await stop.wait()
+
+
+class _Outage:
+    """Whether Redis is away since when, and the rate-limited lines that say so."""
+
+    def __init__(self, url: str) -> None:
+        self.url = scrub(url)
+        self.since: float | None = None
+        self.throttle = Throttle()
+
+    def report(self, failure: Exception | None) -> None:
+        """Log the outage (at most every 30 s) or its end (once)."""
+        if failure is None:
+            if self.since is not None:
+                log.info("redis_reachable", url=self.url)
+            self.since = None
+            self.throttle.reset()
+            return
+        self.since = self.since if self.since is not None else time.monotonic()
+        if self.throttle.allow() is not None:
+            log.error(
+                "redis_unreachable",
+                url=self.url,
+                error=f"{type(failure).__name__}: {scrub(str(failure))}",
+                down_s=round(time.monotonic() - self.since, 1),
+            )
+
+
+def _client_url(redis: aioredis.Redis) -> str:
+    """``host:port`` of a client's connection pool, when no URL was given."""
+    pool = getattr(redis, "connection_pool", None)
+    kwargs: dict[str, Any] = pool.connection_kwargs if pool is not None else {}
+    return f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"

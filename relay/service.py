@@ -190,7 +190,13 @@ class Service:
         for task in tasks:
             task.add_done_callback(self._component_done)
         watcher = asyncio.create_task(
-            watch_redis(redis, self.health, self.cfg.redis.health_check_interval_s, self.stop),
+            watch_redis(
+                redis,
+                self.health,
+                self.cfg.redis.health_check_interval_s,
+                self.stop,
+                url=self.cfg.redis.url,
+            ),
             name="redis-watch",
         )
         stopper = asyncio.create_task(self.stop.wait(), name="stop")

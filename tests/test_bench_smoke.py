@@ -1,4 +1,8 @@
-"""Smoke test of the benchmark suite (issue 7): the quick variant completes with exact counts."""
+"""Smoke test of the benchmark suite: the quick variant completes with exact counts.
+
+Latency is not checked here: on a loaded CI machine a one-second latency phase may collect no
+sample at all, and speed belongs to ``python -m bench`` and ``docs/performance.md``, not to CI.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,7 @@ class TestBenchSmoke:
 
     def test_bench_quick_run_counts_exact(self) -> None:
         """One repetition relays exactly N events and the same legacy events in every phase."""
-        results = run(
-            Options(events=5000, runs=1, latency_seconds=1.0, latency_runs=1, poll_interval_s=0.5)
-        )
+        results = run(Options(events=5000, runs=1, latency_runs=0, poll_interval_s=0.5))
         counts = results.counts
         legacy = counts["e2e_legacy"][0]
         assert results.events == 5000
@@ -29,4 +31,4 @@ class TestBenchSmoke:
         assert counts["translator_legacy"] == [legacy]
         assert counts["e2e_page10k_legacy"] == [legacy]
         assert counts["limit_entries"] == [5000 + legacy]
-        assert [len(run.samples) > 0 for run in results.latency] == [True]
+        assert results.latency == []

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import redis
 
+from tests.proc_lines import LineReader
 from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,3 +50,69 @@ class TestDemo:
         assert len(counts) == 10
         assert sum(counts.values()) > 1000
         assert f"v3 events {events}, dead letters 0" in summary
+
+    def test_demo_ctrl_c_stops_cleanly_with_exit_0(self) -> None:
+        """Ctrl-C (SIGINT to the whole process group) stops relay, then private Redis; exit 0."""
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "relay", "demo"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={k: v for k, v in os.environ.items() if k != "RELAY__REDIS__URL"},
+            cwd=ROOT,
+            start_new_session=True,  # its own process group, as a terminal's foreground job
+        )
+        reader = LineReader(proc)
+        try:
+            reader.wait_for(lambda seen: any(" | legacy:" in x for x in seen))
+            os.killpg(proc.pid, signal.SIGINT)
+            assert proc.wait(timeout=60) == 0, proc.stderr.read() if proc.stderr else ""
+            assert proc.stderr is not None
+            assert proc.stderr.read() == ""
+            reader.close()
+            private = re.search(
+                r"started a private Redis at redis://127.0.0.1:(\d+)/0", reader.seen[0]
+            )
+            assert private is not None, reader.seen
+            assert "final summary:" in reader.seen
+            assert reader.seen[-1] == (
+                f"read what it wrote: redis-cli -p {private.group(1)} "
+                "XREAD COUNT 10 STREAMS clever-demo:legacy:teachers 0"
+            )
+        finally:
+            proc.kill()
+            proc.wait()
+            reader.close()
+            if proc.stderr is not None:
+                proc.stderr.close()
+
+    @pytest.mark.parametrize("how", ["env", "flag"])
+    def test_demo_named_redis_unreachable_is_one_line_exit_2(self, how: str) -> None:
+        """A named Redis that does not answer: exit 2, one line on stderr, no private Redis."""
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            url = f"redis://:hunter2@127.0.0.1:{sock.getsockname()[1]}/0"
+            env = {k: v for k, v in os.environ.items() if k != "RELAY__REDIS__URL"}
+            flag = []
+            if how == "env":
+                env["RELAY__REDIS__URL"] = url
+            else:
+                flag = ["--redis-url", url]
+            result = subprocess.run(
+                [sys.executable, "-m", "relay", "demo", "--duration", "5", *flag],
+                capture_output=True,
+                text=True,
+                env=env,
+                cwd=ROOT,
+                timeout=90,
+                check=False,
+            )
+        named = "RELAY__REDIS__URL" if how == "env" else "--redis-url"
+        port = url.rsplit(":", 1)[1]
+        assert (result.returncode, result.stdout, result.stderr) == (
+            2,
+            "",
+            f"clever-relay: no Redis answers at redis://:[REDACTED]@127.0.0.1:{port} "
+            f"(named by {named}); "
+            "start it, or name none and the demo starts a private one\n",
+        )

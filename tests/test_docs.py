@@ -76,3 +76,27 @@ class TestConfigurationDoc:
                 continue
             # The webhook example is commented out: webhooks are off by default.
             assert re.search(rf"^(# )?{re.escape(name)} = ", text, flags=re.MULTILINE), key
+
+
+class TestInstallCommands:
+    """The README's commands are what CI runs, and they install the tested versions."""
+
+    def test_ci_runs_the_readme_test_command_verbatim(self) -> None:
+        """The README's test command appears, character for character, in ``.ci/run``."""
+        readme = (ROOT / "README.md").read_text()
+        command = next(
+            line for line in readme.splitlines() if line.endswith(".venv/bin/python -m pytest")
+        )
+        assert command in (ROOT / ".ci" / "run").read_text()
+
+    def test_readme_installs_use_the_constraints_file(self) -> None:
+        """Both README install commands pin to ``constraints.txt``, which pins every package."""
+        readme = (ROOT / "README.md").read_text()
+        installs = [line for line in readme.splitlines() if "pip install" in line]
+        assert [("-c constraints.txt" in line) for line in installs] == [True, True]
+        pins = [
+            line
+            for line in (ROOT / "constraints.txt").read_text().splitlines()
+            if line and not line.startswith("#")
+        ]
+        assert [line for line in pins if "==" not in line or "clever" in line] == []

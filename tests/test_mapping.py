@@ -91,6 +91,7 @@ def user(**fields: Any) -> v3.User:
     return msgspec.convert({"id": "603ebb2bb452fb006c7639cd", **fields}, v3.User)
 
 
+@pytest.mark.spec
 class TestSpecConformance:
     """The Structs list exactly what Clever's specs define."""
 
@@ -107,6 +108,7 @@ class TestSpecConformance:
         assert set(struct.__struct_fields__) == properties("v3.0.yml", definition)
 
 
+@pytest.mark.spec
 class TestDemoDistrict:
     """Clever's real demo-district users (2,098) all translate to strictly valid v2 objects."""
 

@@ -191,7 +191,7 @@ class TestWatchRedis:
     async def test_watch_redis_survives_redis_restart(
         self, redis_factory: Factory, connect: Connect
     ) -> None:
-        """A Redis outage is logged as a failed check; checks resume once Redis is back."""
+        """An outage is one line naming the URL (not one per check); its end is one line too."""
         server = redis_factory(aof=True, extra=["--maxmemory-policy", "allkeys-lru"])
         redis = connect(server)
         health = Health()
@@ -201,16 +201,16 @@ class TestWatchRedis:
             await wait_until(lambda: EVICTION in health.problems)
             server.kill()
             health.set_problem(EVICTION, None)
-            await wait_until(lambda: any(e["event"] == "redis_check_failed" for e in logs))
+            await wait_until(lambda: any(e["event"] == "redis_unreachable" for e in logs))
             server.start()
             await wait_until(lambda: EVICTION in health.problems)
             stop.set()
             async with asyncio.timeout(2):
                 await task
-        failures = [e for e in logs if e["event"] == "redis_check_failed"]
-        assert failures[0] == {
-            "event": "redis_check_failed",
-            "error": "ConnectionError",
-            "log_level": "warning",
-            "component": "redis_checks",
-        }
+        outage = [e for e in logs if e["event"] in ("redis_unreachable", "redis_reachable")]
+        url = f"redis://127.0.0.1:{server.port}/0"
+        assert [(e["event"], e["url"], e["log_level"]) for e in outage] == [
+            ("redis_unreachable", url, "error"),
+            ("redis_reachable", url, "info"),
+        ]
+        assert outage[0]["error"].split(":")[0] == "ConnectionError"

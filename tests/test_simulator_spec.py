@@ -12,6 +12,8 @@ import pytest
 from relay.simulator import World
 from tests.swagger import errors, load_spec
 
+pytestmark = pytest.mark.spec
+
 RECORD_DEFINITIONS = {
     "users": "User",
     "sections": "Section",

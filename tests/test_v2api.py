@@ -151,6 +151,7 @@ async def served(
 class TestV2Collections:
     """``/v2.1/<collection>`` and ``/{id}`` after a sync."""
 
+    @pytest.mark.spec
     async def test_collections_walk_every_object_once_and_validate_strictly(
         self, served: Served
     ) -> None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import msgspec
+import pytest
 
 from relay.health import Health
 from relay.keys import Keys
@@ -114,6 +115,7 @@ async def district_legacy_events(redis: aioredis.Redis, district: str) -> list[d
 class TestV2ApiEndToEnd:
     """Sync, then live events through the real pipeline, read back over the v2 API."""
 
+    @pytest.mark.spec
     async def test_live_events_reach_read_model_and_v2_pollers(
         self, redis_client: aioredis.Redis, redis_url: str, aiohttp_client: Any
     ) -> None:

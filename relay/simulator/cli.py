@@ -58,6 +58,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--truncate-rate", type=float, default=0.0, help="fraction of bodies cut off halfway")
     add("--drop-rate", type=float, default=0.0, help="fraction of connections closed unanswered")
     add("--force-429-rate", type=float, default=0.0, help="fraction of forced 429 answers")
+    add(
+        "--print-config",
+        action="store_true",
+        help="print a relay config (TOML) for this simulator's districts and tokens, and exit",
+    )
+    add(
+        "--redis-url",
+        default="redis://127.0.0.1:6379/0",
+        help="the Redis the printed config names (with --print-config)",
+    )
 
 
 def options_from(args: argparse.Namespace) -> SimOptions:
@@ -111,10 +121,35 @@ async def serve(world: World, options: SimOptions, host: str, port: int) -> None
             loop.remove_signal_handler(sig)
 
 
+def relay_config(world: World, args: argparse.Namespace) -> str:
+    """A ready ``clever-relay run`` config (TOML) that polls this simulator's districts.
+
+    The same flags generate the same world, so the ids and tokens printed here are the ones a
+    ``clever-relay simulate`` with those flags serves (docs/simulator.md).
+    """
+    districts = "".join(
+        f'\n[[clever.districts]]\nid = "{d.id}"\ntoken = "{d.token}"\nstart = "earliest"\n'
+        for d in world.districts
+    )
+    return (
+        "# A relay config for `clever-relay simulate` (written by its --print-config).\n"
+        '[relay]\ncomponents = ["poller", "translator"]\n\n'
+        f'[redis]\nurl = "{args.redis_url}"\nprefix = "sim"\n\n'
+        f'[clever]\nbase_url = "http://{args.host}:{args.port}"\npoll_interval_s = 1.0\n'
+        f"{districts}"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """Build the world, serve it until a signal, return the exit code."""
     started = time.monotonic()
     world = world_from(args)
+    if args.print_config:
+        if args.port == 0:
+            print("clever-relay simulate: --print-config needs a fixed --port", file=sys.stderr)
+            return 2
+        print(relay_config(world, args), end="")
+        return 0
     log.info(
         "sim_world_ready",
         districts=len(world.districts),

@@ -50,6 +50,7 @@ from relay.metrics import (
     TRANSLATOR_LAG,
     TRANSLATOR_PENDING,
 )
+from relay.throttle import Throttle
 from relay.translate.batch import BatchTranslator, Outcome, Prepared
 from relay.translate.group import NEW, PENDING, Fenced, GroupReader, is_nogroup
 from relay.translate.ids import parse_stream_id
@@ -128,6 +129,7 @@ class Translator:
         """Monotonic time before which the waiting head entry is not retried."""
         self._resync = False
         """A Redis error interrupted the active loop: re-activate before reading (``_resume``)."""
+        self._outage = Throttle()
         self._inflight: tuple[asyncio.Future[int], Outcome] | None = None
         """The batch write sent but not yet awaited, and its outcome."""
         self._ahead: Prepared | None = None
@@ -163,9 +165,15 @@ class Translator:
                 try:
                     await self._step(stop)
                     backoff.reset()
+                    self._outage.reset()
                 except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                     REDIS_RECONNECTS.labels(self.name).inc()
-                    log.warning("redis_unavailable", error=str(exc), role=self.role)
+                    # Rate-limited: the Redis watch names an outage and its URL once per 30 s.
+                    quiet = self._outage.allow()
+                    if quiet is not None:
+                        log.warning(
+                            "redis_unavailable", error=str(exc), role=self.role, suppressed=quiet
+                        )
                     self._resync = True
                     await sleep_or_stop(backoff.next_delay(), stop)
                 except ResponseError as exc:
