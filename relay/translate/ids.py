@@ -16,6 +16,8 @@ so legacy ids also sort like ObjectIDs do, by time.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 MAX_SEQ = 0xFFFFFFFF
 MAX_INDEX = 0xFFFF
 MAX_MS = 0xFFFFFFFFFFFF
@@ -68,3 +70,16 @@ def legacy_ids(stream_id: str, count: int) -> list[str]:
 def stream_id_of(legacy: str) -> tuple[str, int]:
     """The inverse of :func:`legacy_id`: the source stream id and the index (for operators)."""
     return f"{int(legacy[:12], 16)}-{int(legacy[12:20], 16)}", int(legacy[20:], 16)
+
+
+def stream_time(stream_id: str) -> str:
+    """The time an events-stream entry was appended (the poller's ``XADD *``), as Clever
+    writes times (``2024-05-01T10:00:01.123Z``): when the relay read the event.
+
+    Raises:
+        StreamIdError: the text is not a stream id.
+    """
+    ms, _ = parse_stream_id(stream_id)
+    seconds, millis = divmod(ms, 1000)
+    stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{millis:03d}Z"
