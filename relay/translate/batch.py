@@ -21,7 +21,7 @@ import msgspec
 
 from relay.logs import get_logger
 from relay.messages import CURSOR_LOST, EventMessage
-from relay.translate.ids import legacy_ids, parse_stream_id, stream_time
+from relay.translate.ids import legacy_ids, parse_stream_id, stream_time, time_ms
 from relay.translate.rules import (
     TeacherLookupNeeded,
     Translation,
@@ -356,7 +356,10 @@ class BatchTranslator:
         if user_id is not None and tr.delete_snapshot:
             write.drop_user(msg.district, user_id)
         elif user_id is not None and tr.user_snapshot is not None:
-            write.put_user(msg.district, user_id, tr.user_snapshot)
+            at = time_ms(msg.created) if msg.created else None
+            write.put_user(
+                msg.district, user_id, tr.user_snapshot, at or parse_stream_id(stream_id)[0]
+            )
         for uid, legacy in tr.teacher_ids.items():
             write.put_teacher(msg.district, uid, legacy)
 

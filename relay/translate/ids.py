@@ -87,3 +87,15 @@ def stream_time(stream_id: str) -> str:
     seconds, millis = divmod(ms, 1000)
     stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{stamp}.{millis:03d}Z"
+
+
+def time_ms(text: str) -> int | None:
+    """An ISO 8601 time as Clever writes it (``2024-05-01T10:00:01.123Z``) in epoch ms; None
+    when it is not one. Naive times are taken as UTC."""
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1000)
