@@ -11,7 +11,9 @@ import json
 from typing import Any
 
 from relay.translate.rules import Translation, translate
+from tests.swagger import errors
 from tests.test_rules import ALL_TYPES, golden_user, load, message, run, user_event
+from tests.test_v2api import DEFINITIONS
 
 TEACHER_ID = "5a25ff9fa178276346000101"
 STAFF_ID = "5a25ff9fa178276346000201"
@@ -19,7 +21,11 @@ USER_ID = "603ebb2ab452fb006c76a001"
 
 
 def summary(result: Translation) -> list[tuple[str, str, Any]]:
-    """Each legacy event as (type, v2 id, previous_attributes or None)."""
+    """Each legacy event as (type, v2 id, previous_attributes or None); objects must validate
+    strictly against v2.1."""
+    for e in result.events:
+        obj = json.loads(bytes(e.object))
+        assert errors("v2.1.yml", DEFINITIONS[e.record_type], obj, strict=True) == []
     return [
         (
             e.type,
