@@ -35,6 +35,15 @@ EVENTS_SKIPPED = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+PREVIOUS_UNREADABLE = Counter(
+    "clever_relay_previous_attributes_unreadable_total",
+    "Clever previous_attributes (or parts of them) the translator could not read and worked "
+    "around, by note: previous_attributes_unreadable (the whole shape: .updated with {}), "
+    "previous_attribute_dropped (one key left out), previous_teacher_not_found (a gone "
+    "section teacher left out).",
+    ["note"],
+    registry=REGISTRY,
+)
 DEAD_LETTERED = Counter(
     "clever_relay_dead_lettered_total",
     "Entries written to the dead-letter stream, by stage and reason.",

@@ -142,7 +142,7 @@ class TestLegacyIds:
     """Legacy ids derived from the source stream entry."""
 
     def test_legacy_id_layout_and_order(self) -> None:
-        """Ids are 24 hex: entry ms (12), entry seq (8), index (4); they ascend and map back."""
+        """Ids are ObjectId-shaped: entry seconds (8), entry ms (3), seq (9), index (4)."""
         ids = [
             legacy_id("1700000000000-0", 0),
             legacy_id("1700000000000-0", 1),
@@ -150,17 +150,27 @@ class TestLegacyIds:
             legacy_id("1700000000001-0", 0),
         ]
         assert ids == [
-            "018bcfe56800000000000000",
-            "018bcfe56800000000000001",
-            "018bcfe56800000000010000",
-            "018bcfe56801000000000000",
+            "6553f1000000000000000000",
+            "6553f1000000000000000001",
+            "6553f1000000000000010000",
+            "6553f1000010000000000000",
         ]
         assert stream_id_of(ids[2]) == ("1700000000000-1", 0)
 
+    def test_legacy_ids_sort_above_real_clever_v2_ids(self) -> None:
+        """Read as ObjectIds they date from the entry's second, above a 2025 Clever v2 id."""
+        clever_2025 = "67d3f65d8e2a4c0012345678"
+        relay = legacy_id("1764633600000-0", 0)
+        assert (relay, int(relay[:8], 16), relay > clever_2025) == (
+            "692e2c000000000000000000",
+            1764633600,
+            True,
+        )
+
     def test_legacy_id_rejects_overflow(self) -> None:
-        """A sequence beyond 32 bits cannot become a legacy id silently colliding with another."""
+        """A sequence beyond 36 bits cannot become a legacy id silently colliding with another."""
         with pytest.raises(StreamIdError):
-            legacy_id(f"1-{2**32}", 0)
+            legacy_id(f"1-{2**36}", 0)
 
 
 class TestTranslator:

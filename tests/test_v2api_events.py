@@ -16,6 +16,7 @@ from relay.health import Health
 from relay.keys import Keys
 from relay.ops.server import build_app
 from relay.ops.status import StatusSource
+from relay.translate.ids import legacy_id
 from relay.translate.rules import LegacyOut, encode_legacy_event
 from relay.v2api.keys import ReadModelKeys, legacy_id_of, stream_id
 from relay.v2api.readmodel import ReadModelWriter, event_op
@@ -33,8 +34,8 @@ CREATED = "2026-01-01T00:00:00.000Z"
 
 
 def lid(n: int, index: int = 0) -> str:
-    """The legacy id of the n-th source entry's ``index``-th event."""
-    return f"{1_700_000_000_000 + n:012x}{0:08x}{index:04x}"
+    """The legacy id of the n-th source entry's ``index``-th event (entries of 2026-01-01)."""
+    return legacy_id(f"{1_767_225_600_000 + n}-0", index)
 
 
 STUDENT = {"id": "s1", "district": DISTRICT, "school": SCHOOL_A, "schools": [SCHOOL_A]}
@@ -256,3 +257,21 @@ class TestReadModelWrites:
         await write_events(redis_client, EVENTS[1:2], first=2)
         assert await walk(client, "/v2.1/events") == events
         assert await walk(client, f"/v2.1/events?school={SCHOOL_A}") == events
+
+
+class TestMigratingConsumer:
+    """A v2 consumer switching from Clever with its stored Clever cursor."""
+
+    CLEVER_2025 = "67d3f65d8e2a4c0012345678"
+    """A real-shaped Clever v2 event id (an ObjectId of 2025-03-14) the consumer still holds."""
+
+    async def test_clever_cursor_older_than_the_relay_starts_at_the_oldest_event(
+        self, redis_client: aioredis.Redis, client: TestClient[Any, Any]
+    ) -> None:
+        """starting_after an older Clever id pages from the relay's oldest held event."""
+        events = await write_events(redis_client, EVENTS)
+        assert await walk(client, f"/v2.1/events?limit=3&starting_after={self.CLEVER_2025}") == (
+            events
+        )
+        filtered = f"/v2.1/events?record_type=students&starting_after={self.CLEVER_2025}"
+        assert await walk(client, filtered) == [events[1], events[7]]

@@ -21,7 +21,7 @@ import msgspec
 
 from relay.logs import get_logger
 from relay.messages import CURSOR_LOST, EventMessage
-from relay.translate.ids import legacy_ids, parse_stream_id
+from relay.translate.ids import legacy_ids, parse_stream_id, stream_time, time_ms
 from relay.translate.rules import (
     TeacherLookupNeeded,
     Translation,
@@ -99,6 +99,8 @@ class Outcome:
     translated: Counter[str] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)
     dead: Counter[str] = field(default_factory=Counter)
+    notes: Counter[str] = field(default_factory=Counter)
+    """Parts of Clever's ``previous_attributes`` read around, by note (``rules.NOTE_*``)."""
 
 
 @dataclass
@@ -108,6 +110,8 @@ class _State:
     users: dict[tuple[str, str], bytes | None]
     teachers: dict[str, dict[str, str]]
     missing: dict[tuple[str, str], str] = field(default_factory=dict)
+    gone: dict[str, set[str]] = field(default_factory=dict)
+    """Per district, the teacher user ids Clever answered 404 for (``missing``'s ids)."""
     failed: dict[tuple[str, str], str] = field(default_factory=dict)
     written: _Carry = field(default_factory=lambda: _Carry({}, {}))
     """The snapshot and teacher-id writes of this batch (see :class:`_Carry`)."""
@@ -261,6 +265,8 @@ class BatchTranslator:
         result = await self.lookup.fetch(district, user_ids)
         state.teachers.setdefault(district, {}).update(result.found)
         state.missing.update(((district, uid), why) for uid, why in result.missing.items())
+        if result.missing:
+            state.gone.setdefault(district, set()).update(result.missing)
         state.failed.update(((district, uid), why) for uid, why in result.failed.items())
         await self.store.cache_teachers(district, result.found)
 
@@ -277,6 +283,7 @@ class BatchTranslator:
                     teacher_legacy_ids=teachers,
                     record_types=self.record_types,
                     user=decoded.user,
+                    gone_teachers=state.gone.get(msg.district, frozenset()),
                 )
             except UntranslatableError as exc:
                 return _Dead(exc.reason, str(exc))
@@ -320,12 +327,14 @@ class BatchTranslator:
         elif isinstance(result, _Control):
             outcome.skipped[SKIP_CONTROL] += 1
         elif isinstance(result, tuple):
-            self._translated(outcome, entry.stream_id, *result)
+            self._translated(outcome, entry, *result)
 
-    def _translated(self, outcome: Outcome, stream_id: str, item: _Msg, tr: Translation) -> None:
-        write, msg, user_id = outcome.write, item.msg, item.user_id
+    def _translated(self, outcome: Outcome, entry: Entry, item: _Msg, tr: Translation) -> None:
+        write, msg, user_id, stream_id = outcome.write, item.msg, item.user_id, entry.stream_id
+        # Clever's time of the event; without one, the time the relay read it (never "").
+        created = msg.created or stream_time(stream_id)
         for out, lid in zip(tr.events, legacy_ids(stream_id, len(tr.events)), strict=True):
-            data = encode_legacy_event(out, lid, msg.created)
+            data = encode_legacy_event(out, lid, created)
             write.legacy(
                 out.record_type,
                 legacy_id=lid,
@@ -341,12 +350,30 @@ class BatchTranslator:
             outcome.translated[out.type] += 1
         if tr.skipped is not None:
             outcome.skipped[tr.skipped] += 1
+        if tr.dead:
+            self._dead_roles(outcome, entry, item.msg, tr.dead)
+        outcome.notes.update(tr.notes)
         if user_id is not None and tr.delete_snapshot:
             write.drop_user(msg.district, user_id)
         elif user_id is not None and tr.user_snapshot is not None:
-            write.put_user(msg.district, user_id, tr.user_snapshot)
+            at = time_ms(msg.created) if msg.created else None
+            write.put_user(
+                msg.district, user_id, tr.user_snapshot, at or parse_stream_id(stream_id)[0]
+            )
         for uid, legacy in tr.teacher_ids.items():
             write.put_teacher(msg.district, uid, legacy)
+
+    @staticmethod
+    def _dead_roles(
+        outcome: Outcome, entry: Entry, msg: EventMessage, dead: list[tuple[str, str]]
+    ) -> None:
+        """Dead-letter each role that cannot be translated (the detail names the role)."""
+        data = (entry.fields or {}).get(b"data", b"")
+        for reason, detail in dead:
+            outcome.write.dead_letter(
+                reason=reason, detail=detail, district=msg.district, source=msg.id, data=data
+            )
+            outcome.dead[reason] += 1
 
     def _read_model(
         self,

@@ -46,6 +46,7 @@ from relay.metrics import (
     DEAD_LETTERED,
     EVENTS_SKIPPED,
     EVENTS_TRANSLATED,
+    PREVIOUS_UNREADABLE,
     REDIS_RECONNECTS,
     TRANSLATOR_LAG,
     TRANSLATOR_PENDING,
@@ -395,6 +396,8 @@ class Translator:
             EVENTS_TRANSLATED.labels(type_).inc(n)
         for reason, n in outcome.skipped.items():
             EVENTS_SKIPPED.labels(reason).inc(n)
+        for note, n in outcome.notes.items():
+            PREVIOUS_UNREADABLE.labels(note).inc(n)
         for reason, n in outcome.dead.items():
             DEAD_LETTERED.labels("translator", reason).inc(n)
             log.warning("dead_lettered", stage="translator", reason=reason, count=n)

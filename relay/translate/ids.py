@@ -1,24 +1,29 @@
 """Legacy v2 event ids derived from where the source event sits in the events stream.
 
-CONTRACT §4 wants legacy ids that are 24 lowercase hex (v2 consumers store ObjectIDs), unique
-across every legacy topic, the same on every replay, and ascending in emission order within a
-district. A counter would need its own atomic bookkeeping and could not be recomputed on
-replay; the source entry's stream id can. The id is::
+Legacy ids are 24 lowercase hex shaped like ObjectIDs (v2 consumers store ObjectIDs and a
+migrating consumer holds real Clever v2 event ids): unique across every legacy topic, the same
+on every replay, and ascending in emission order. A counter would need its own atomic
+bookkeeping and could not be recomputed on replay; the source entry's stream id can. The id is::
 
-    f"{ms:012x}{seq:08x}{k:04x}"
+    f"{ms // 1000:08x}{ms % 1000:03x}{seq:09x}{k:04x}"
 
 where ``<ms>-<seq>`` is the source ``<p>:events`` entry id and ``k`` the index of the legacy
-event among those produced from that source event. Stream ids are unique and strictly
-increasing, so legacy ids are unique and ascend in emission order across the whole stream
-(hence within each district). The first 12 hex digits are the entry's millisecond timestamp,
-so legacy ids also sort like ObjectIDs do, by time.
+event among those produced from that source event. The first 4 bytes are the entry's time in
+seconds, as in an ObjectID, so relay ids sort above every Clever v2 id issued before the relay
+read the event (see ``docs/legacy-consumers.md``). The rest orders entries within a second.
+Stream ids are unique and strictly increasing (across restarts and replicas: Redis assigns
+them), so legacy ids are unique and ascend in emission order across the whole stream.
 """
 
 from __future__ import annotations
 
-MAX_SEQ = 0xFFFFFFFF
+from datetime import UTC, datetime
+
+MAX_SEQ = 0xFFFFFFFFF
+"""36 bits of entry sequence number (entries within one millisecond)."""
 MAX_INDEX = 0xFFFF
-MAX_MS = 0xFFFFFFFFFFFF
+MAX_MS = 0xFFFFFFFF * 1000 + 999
+"""The 4-byte seconds timestamp lasts until 2106, as an ObjectID's."""
 
 
 class StreamIdError(ValueError):
@@ -47,7 +52,7 @@ def legacy_id(stream_id: str, index: int) -> str:
     ms, seq = parse_stream_id(stream_id)
     if ms > MAX_MS or seq > MAX_SEQ or not 0 <= index <= MAX_INDEX:
         raise StreamIdError(f"stream id {stream_id} / index {index} overflows a legacy id")
-    return f"{ms:012x}{seq:08x}{index:04x}"
+    return f"{ms // 1000:08x}{ms % 1000:03x}{seq:09x}{index:04x}"
 
 
 def legacy_ids(stream_id: str, count: int) -> list[str]:
@@ -59,7 +64,7 @@ def legacy_ids(stream_id: str, count: int) -> list[str]:
     ms, seq = parse_stream_id(stream_id)
     if ms > MAX_MS or seq > MAX_SEQ or count - 1 > MAX_INDEX:
         raise StreamIdError(f"stream id {stream_id} / index {count - 1} overflows a legacy id")
-    prefix = f"{ms:012x}{seq:08x}"
+    prefix = f"{ms // 1000:08x}{ms % 1000:03x}{seq:09x}"
     if count == 1:
         return [prefix + "0000"]
     return [f"{prefix}{index:04x}" for index in range(count)]
@@ -67,4 +72,30 @@ def legacy_ids(stream_id: str, count: int) -> list[str]:
 
 def stream_id_of(legacy: str) -> tuple[str, int]:
     """The inverse of :func:`legacy_id`: the source stream id and the index (for operators)."""
-    return f"{int(legacy[:12], 16)}-{int(legacy[12:20], 16)}", int(legacy[20:], 16)
+    ms = int(legacy[:8], 16) * 1000 + int(legacy[8:11], 16)
+    return f"{ms}-{int(legacy[11:20], 16)}", int(legacy[20:], 16)
+
+
+def stream_time(stream_id: str) -> str:
+    """The time an events-stream entry was appended (the poller's ``XADD *``), as Clever
+    writes times (``2024-05-01T10:00:01.123Z``): when the relay read the event.
+
+    Raises:
+        StreamIdError: the text is not a stream id.
+    """
+    ms, _ = parse_stream_id(stream_id)
+    seconds, millis = divmod(ms, 1000)
+    stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{millis:03d}Z"
+
+
+def time_ms(text: str) -> int | None:
+    """An ISO 8601 time as Clever writes it (``2024-05-01T10:00:01.123Z``) in epoch ms; None
+    when it is not one. Naive times are taken as UTC."""
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1000)

@@ -17,7 +17,7 @@ from relay.errors import PermanentError, RelayError
 from relay.translate import v2, v3
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping
+    from collections.abc import Callable, Mapping
 
 ROLE_RECORD_TYPES: tuple[tuple[str, str], ...] = (
     ("student", "students"),
@@ -33,7 +33,8 @@ class UntranslatableError(PermanentError):
     """The event cannot become v2 events: it goes to the dead-letter stream.
 
     ``reason`` is a short, low-cardinality code (``invalid_object``, ``unknown_record_type``,
-    ``missing_legacy_id``, ``unknown_roles``) fit for a metric label; ``detail`` says exactly what.
+    ``missing_legacy_id``, ``contact_id_conflict``, ``unknown_roles``) fit for a metric label;
+    ``detail`` says exactly what.
     """
 
     def __init__(self, reason: str, detail: str = "") -> None:
@@ -179,8 +180,15 @@ def contact(user: v3.User, role: v3.ContactRole) -> v2.Contact:
         if relationships:
             kind, relationship = relationships[0].type, relationships[0].relationship
     legacy_id = role.legacy_id
+    contact_id = legacy_id if isinstance(legacy_id, str) and legacy_id else user.id
+    if contact_id == user.id and _is_student(user):
+        raise UntranslatableError(
+            "contact_id_conflict",
+            f"user {user.id}: roles.contact has no legacy_id of its own and the user is also a "
+            "student (the v2 ids would collide)",
+        )
     return v2.Contact(
-        id=legacy_id if isinstance(legacy_id, str) and legacy_id else user.id,
+        id=contact_id,
         district=user.district,
         name=joined_name(user.name),
         email=user.email,
@@ -193,30 +201,57 @@ def contact(user: v3.User, role: v3.ContactRole) -> v2.Contact:
     )
 
 
-def _roles(user: v3.User) -> Iterator[tuple[str, v2.UserObject]]:
-    """Yield ``(v2 record type, v2 object)`` for each role present, in emission order."""
+def _is_student(user: v3.User) -> bool:
+    roles = user.roles
+    return not isinstance(roles, UnsetType) and isinstance(roles.student, v3.StudentRole)
+
+
+_ROLE_MAPPERS: tuple[
+    tuple[str, str, type[msgspec.Struct], Callable[[v3.User, Any], v2.UserObject]], ...
+] = (
+    ("student", "students", v3.StudentRole, student),
+    ("teacher", "teachers", v3.TeacherRole, teacher),
+    ("staff", "schooladmins", v3.StaffRole, school_admin),
+    ("district_admin", "districtadmins", v3.DistrictAdminRole, district_admin),
+    ("contact", "contacts", v3.ContactRole, contact),
+)
+"""v3 role attribute, v2 record type, role Struct and mapping function, in emission order."""
+
+
+def role_objects(
+    user: v3.User,
+) -> tuple[dict[str, v2.UserObject], dict[str, UntranslatableError]]:
+    """The v2 objects of every role that translates, and why each other role does not.
+
+    One role that cannot be translated (a teacher without ``legacy_id``) does not take the
+    user's other roles with it: the caller emits those and dead-letters only that role.
+    Both dicts are keyed by v2 record type, in emission order.
+    """
+    objects: dict[str, v2.UserObject] = {}
+    failed: dict[str, UntranslatableError] = {}
     roles = user.roles
     if isinstance(roles, UnsetType):
-        return
-    if isinstance(roles.student, v3.StudentRole):
-        yield "students", student(user, roles.student)
-    if isinstance(roles.teacher, v3.TeacherRole):
-        yield "teachers", teacher(user, roles.teacher)
-    if isinstance(roles.staff, v3.StaffRole):
-        yield "schooladmins", school_admin(user, roles.staff)
-    if isinstance(roles.district_admin, v3.DistrictAdminRole):
-        yield "districtadmins", district_admin(user, roles.district_admin)
-    if isinstance(roles.contact, v3.ContactRole):
-        yield "contacts", contact(user, roles.contact)
+        return objects, failed
+    for name, record_type, kind, build in _ROLE_MAPPERS:
+        role = getattr(roles, name)
+        if isinstance(role, kind):
+            try:
+                objects[record_type] = build(user, role)
+            except UntranslatableError as exc:
+                failed[record_type] = exc
+    return objects, failed
 
 
 def user_objects(user: v3.User) -> dict[str, v2.UserObject]:
     """Every v2 object of a v3 user, keyed by v2 record type, in emission order.
 
     Raises:
-        UntranslatableError: a role that needs a ``legacy_id`` has none.
+        UntranslatableError: a role cannot be translated (see :func:`role_objects`).
     """
-    return dict(_roles(user))
+    objects, failed = role_objects(user)
+    for exc in failed.values():
+        raise exc
+    return objects
 
 
 # -- non-user records -------------------------------------------------------------------------

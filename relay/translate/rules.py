@@ -24,12 +24,13 @@ from relay.translate.mapping import (
     ROLE_RECORD_TYPES,
     TeacherLookupNeeded,
     UntranslatableError,
+    role_objects,
     section_teacher_refs,
-    user_objects,
 )
+from relay.translate.previous import NOTE_UNREADABLE, UNREADABLE, rebuilt_user, record_previous
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Collection, Mapping
 
     from relay.messages import EventMessage
     from relay.translate import v2
@@ -90,6 +91,11 @@ class Translation(msgspec.Struct, frozen=True):
     skipped: str | None = None
     """Why nothing is emitted, when on purpose: ``no_v2_equivalent``, ``no_visible_change``,
     ``record_type_disabled``; None otherwise."""
+    dead: list[tuple[str, str]] = []
+    """``(reason, detail)`` of each role that cannot be translated: dead-lettered on its own
+    while the user's other roles are emitted."""
+    notes: list[str] = []
+    """What was read around (``NOTE_*``): parts of ``previous_attributes`` left out or unread."""
 
 
 _encoder = msgspec.json.Encoder()
@@ -106,6 +112,7 @@ def translate(
     teacher_legacy_ids: Mapping[str, str],
     record_types: frozenset[str],
     user: v3.User | None = None,
+    gone_teachers: Collection[str] = frozenset(),
 ) -> Translation:
     """Translate one normalized v3 event into legacy v2 events.
 
@@ -116,6 +123,8 @@ def translate(
         record_types: the enabled v2 record types (``legacy.record_types``).
         user: ``msg.object`` already decoded (:func:`decode_user`) by a caller that needed it
             first; decoded here when None. Saves decoding every user twice.
+        gone_teachers: v3 user ids Clever no longer knows (404): left out of a section's
+            previous values instead of waiting for them.
 
     Raises:
         UntranslatableError: unknown record type or invalid object (dead-letter it).
@@ -127,7 +136,7 @@ def translate(
         return Translation(skipped=SKIP_NO_V2_EQUIVALENT)
     if msg.record_type not in RECORD_MAPPERS:
         raise UntranslatableError("unknown_record_type", f"no v2 equivalent known for {msg.type}")
-    return _translate_record(msg, teacher_legacy_ids, record_types)
+    return _translate_record(msg, teacher_legacy_ids, record_types, gone_teachers)
 
 
 def section_teacher_user_ids(msg: EventMessage) -> list[str]:
@@ -204,19 +213,28 @@ def _decode_snapshot(raw: msgspec.Raw | bytes | None) -> v3.User | None:
 
 
 def _objects(user: v3.User | None) -> dict[str, v2.UserObject] | None:
-    """A previous user's v2 objects; None when it cannot be mapped (then it is unknown)."""
+    """A previous user's v2 objects (roles that cannot be mapped left out); None if unknown."""
     if user is None:
         return None
-    try:
-        return user_objects(user)
-    except UntranslatableError:
-        return None
+    return role_objects(user)[0]
 
 
 def _out(record_type: str, action: str, obj: v2.UserObject, previous: Any = None) -> LegacyOut:
     return LegacyOut(
         record_type, f"{record_type}.{action}", msgspec.Raw(_encoder.encode(obj)), previous
     )
+
+
+class _UserEvents(msgspec.Struct):
+    """What one user event becomes before the ``record_types`` filter."""
+
+    events: list[LegacyOut]
+    quiet: str
+    """The skip reason if there are no events."""
+    failed: dict[str, UntranslatableError]
+    """Roles of the user that cannot be translated, by v2 record type."""
+    teacher_id: str | None = None
+    notes: list[str] = []
 
 
 def _translate_user(
@@ -226,48 +244,55 @@ def _translate_user(
     record_types: frozenset[str],
 ) -> Translation:
     unchanged = previous_user is not None and bytes(previous_user) == bytes(msg.object)
-    current, events, quiet = _user_events(msg, user, previous_user, unchanged=unchanged)
-    teacher = current.get("teachers")
+    out = _user_events(msg, user, previous_user, unchanged=unchanged)
     deleted = msg.action == "deleted"
-    return _finish(
-        events,
+    tr = _finish(
+        out.events,
         record_types,
-        quiet=quiet,
+        quiet=out.quiet,
         user_snapshot=None if deleted or unchanged else msg.object,
         delete_snapshot=deleted,
-        teacher_ids={user.id: teacher.id} if teacher is not None and teacher.id else {},
+        teacher_ids={user.id: out.teacher_id} if out.teacher_id else {},
     )
+    if not out.failed and not out.notes:
+        return tr
+    dead = [(exc.reason, exc.detail) for exc in out.failed.values()]
+    skipped = None if dead and not out.events else tr.skipped
+    return msgspec.structs.replace(tr, dead=dead, notes=out.notes, skipped=skipped)
 
 
 def _user_events(
     msg: EventMessage, user: v3.User, previous_user: msgspec.Raw | bytes | None, *, unchanged: bool
-) -> tuple[dict[str, v2.UserObject], list[LegacyOut], str]:
-    """The user's current v2 objects, its legacy events and the skip reason if there are none.
+) -> _UserEvents:
+    """The user's legacy events, the skip reason if there are none, and its unmappable roles.
 
     The snapshot is decoded only when needed: an update whose user equals the snapshot byte
     for byte maps to the same v2 objects, so it has no visible change.
     """
-    if msg.action == "deleted":
-        current = user_objects(user) or _objects(_decode_snapshot(previous_user)) or {}
+    current, failed = role_objects(user)
+    if msg.action == "deleted" and not current and not failed:
+        current = _objects(_decode_snapshot(previous_user)) or {}
         if not current:
             raise UntranslatableError("unknown_roles", f"deleted user {user.id} has no known roles")
-        return (
-            current,
-            [_out(rt, "deleted", obj) for rt, obj in current.items()],
-            SKIP_NO_V2_EQUIVALENT,
-        )
-    current = user_objects(user)
+    teacher = current.get("teachers")
+    teacher_id = teacher.id if teacher is not None and isinstance(teacher.id, str) else None
+    if msg.action == "deleted":
+        events = [_out(rt, "deleted", obj) for rt, obj in current.items()]
+        return _UserEvents(events, SKIP_NO_V2_EQUIVALENT, failed, teacher_id)
     if msg.action == "created":
-        return (
-            current,
-            [_out(rt, "created", obj) for rt, obj in current.items()],
-            SKIP_NO_V2_EQUIVALENT,
-        )
+        events = [_out(rt, "created", obj) for rt, obj in current.items()]
+        return _UserEvents(events, SKIP_NO_V2_EQUIVALENT, failed, teacher_id)
     if unchanged:
-        return current, [], SKIP_NO_VISIBLE_CHANGE
-    snapshot = _decode_snapshot(previous_user)
-    previous = _objects(snapshot if snapshot is not None else _rebuilt(msg))
-    return current, _user_updates(previous, current), SKIP_NO_VISIBLE_CHANGE
+        return _UserEvents([], SKIP_NO_VISIBLE_CHANGE, failed, teacher_id)
+    notes: list[str] = []
+    snapshot: v3.User | None = _decode_snapshot(previous_user)
+    if snapshot is None:
+        rebuilt = rebuilt_user(msg, user)
+        if rebuilt is UNREADABLE:
+            notes.append(NOTE_UNREADABLE)
+        snapshot = rebuilt if isinstance(rebuilt, v3.User) else None
+    events = _user_updates(_objects(snapshot), current, failed)
+    return _UserEvents(events, SKIP_NO_VISIBLE_CHANGE, failed, teacher_id, notes)
 
 
 def _finish(
@@ -289,13 +314,21 @@ def _finish(
 
 
 def _user_updates(
-    previous: dict[str, v2.UserObject] | None, current: dict[str, v2.UserObject]
+    previous: dict[str, v2.UserObject] | None,
+    current: dict[str, v2.UserObject],
+    failed: Collection[str],
 ) -> list[LegacyOut]:
-    """Per role: gained → created, lost → deleted, kept with visible changes → updated."""
+    """Per role: gained → created, lost → deleted, kept with visible changes → updated.
+
+    A role that cannot be mapped now (``failed``) is dead-lettered by the caller, never
+    reported as lost.
+    """
     if previous is None:
         return [_out(rt, "updated", obj, EMPTY) for rt, obj in current.items()]
     events: list[LegacyOut] = []
     for _, record_type in ROLE_RECORD_TYPES:
+        if record_type in failed:
+            continue
         events.extend(
             _role_events(record_type, previous.get(record_type), current.get(record_type))
         )
@@ -332,33 +365,6 @@ def _changed(before: msgspec.Struct, after: msgspec.Struct) -> msgspec.Raw | Non
     return msgspec.Raw(_encoder.encode(diff))
 
 
-def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``patch`` applied: objects merge key by key, anything else replaces."""
-    out = dict(base)
-    for key, value in patch.items():
-        old = out.get(key)
-        out[key] = (
-            _merge(old, value) if isinstance(value, dict) and isinstance(old, dict) else value
-        )
-    return out
-
-
-def _rebuilt(msg: EventMessage) -> v3.User | None:
-    """The user before the event, from Clever's ``previous_attributes``; None if it says nothing.
-
-    Accepts top-level keys (``name``, ``email``), a whole ``roles`` object and nested
-    ``roles.<role>.<field>`` alike: all are merged into the current user. A role given as null
-    was absent before (gained); a role given that the user no longer has was lost.
-    """
-    try:
-        patch = msgspec.json.decode(msg.previous_attributes)
-        if not isinstance(patch, dict) or not patch:
-            return None
-        return msgspec.convert(_merge(msgspec.json.decode(msg.object), patch), v3.User)
-    except msgspec.DecodeError:
-        return None
-
-
 # -- other records ----------------------------------------------------------------------------
 
 
@@ -373,7 +379,10 @@ def _decode_record(msg: EventMessage) -> v3.Record:
 
 
 def _translate_record(
-    msg: EventMessage, teacher_ids: Mapping[str, str], record_types: frozenset[str]
+    msg: EventMessage,
+    teacher_ids: Mapping[str, str],
+    record_types: frozenset[str],
+    gone_teachers: Collection[str],
 ) -> Translation:
     record = _decode_record(msg)
     if msg.record_type not in record_types:
@@ -381,24 +390,31 @@ def _translate_record(
     _, mapper = RECORD_MAPPERS[msg.record_type]
     obj = mapper(record, teacher_ids)
     previous = None
+    notes: list[str] = []
     if msg.action == "updated":
-        previous = _record_previous(msg, teacher_ids)
+        previous = _record_previous(msg, teacher_ids, gone_teachers, notes)
         if previous is None:
-            return Translation(skipped=SKIP_NO_VISIBLE_CHANGE)
+            return Translation(skipped=SKIP_NO_VISIBLE_CHANGE, notes=notes)
     out = LegacyOut(msg.record_type, msg.type, msgspec.Raw(_encoder.encode(obj)), previous)
-    return Translation(events=[out])
+    return Translation(events=[out], notes=notes)
 
 
-def _record_previous(msg: EventMessage, teacher_ids: Mapping[str, str]) -> msgspec.Raw | None:
+def _record_previous(
+    msg: EventMessage,
+    teacher_ids: Mapping[str, str],
+    gone_teachers: Collection[str],
+    notes: list[str],
+) -> msgspec.Raw | None:
     """Clever's ``previous_attributes`` in v2 terms: ``{}`` when unknown, None when only v3-only
-    fields changed. Non-user records have no snapshot: Clever's word is all there is."""
+    fields changed. Non-user records have no snapshot: Clever's word is all there is.
+
+    A key whose value does not decode is left out (the others are kept), and so is a teacher
+    named only here that Clever no longer knows; ``notes`` records both.
+    """
     kind, mapper = RECORD_MAPPERS[msg.record_type]
-    try:
-        patch = msgspec.json.decode(msg.previous_attributes)
-        if not isinstance(patch, dict) or not patch:
-            return EMPTY
-        partial = msgspec.convert(patch, kind)
-    except msgspec.DecodeError:
+    partial, read_around = record_previous(msg.previous_attributes, kind, gone_teachers)
+    notes += read_around
+    if partial is None:
         return EMPTY
     encoded = _encoder.encode(mapper(partial, teacher_ids))
     return None if encoded == b"{}" else msgspec.Raw(encoded)

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     import redis.asyncio as aioredis
+    from redis.asyncio.client import Pipeline
     from redis.asyncio.connection import AbstractConnection
 
     from relay.keys import Keys
@@ -49,6 +50,8 @@ FENCED = -1
 #   ops:
 #     'X' k id type district source data   XADD KEYS[k] MAXLEN ~ legacy_max * (legacy event)
 #     'H' k field value                    HSET KEYS[k] field value
+#     'U' k uid json at                    HSET KEYS[k] uid json uid:at at (a user snapshot and
+#                                          the time it reflects, see seed_snapshots)
 #     'D' k field                          HDEL KEYS[k] field
 #     'L' reason detail district source data   XADD <p>:deadletter (this source entry)
 #     'V' <12 fields>                       the v2 read model's write of one legacy event
@@ -91,6 +94,12 @@ while i <= n do
     elseif op == 'H' then
       if fresh then redis.call('HSET', KEYS[ops[i + 1]], ops[i + 2], ops[i + 3]) end
       i = i + 4
+    elseif op == 'U' then
+      if fresh then
+        local uid = ops[i + 2]
+        redis.call('HSET', KEYS[ops[i + 1]], uid, ops[i + 3], uid .. ':at', ops[i + 4])
+      end
+      i = i + 5
     elseif op == 'D' then
       if fresh then redis.call('HDEL', KEYS[ops[i + 1]], ops[i + 2]) end
       i = i + 3
@@ -158,6 +167,40 @@ def _object_at(data: bytes, obj: bytes) -> int:
     if data.startswith(obj, start):
         return start
     return data.find(obj)
+
+
+AT_SUFFIX = ":at"
+"""``<uid>:at`` beside ``<uid>`` in ``<p>:users:<district>``: epoch ms the snapshot reflects."""
+
+_SEED = """
+for i = 1, #ARGV, 3 do
+  local at = redis.call('HGET', KEYS[1], ARGV[i] .. ':at')
+  if not at or tonumber(at) < tonumber(ARGV[i + 2]) then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1], ARGV[i] .. ':at', ARGV[i + 2])
+  end
+end
+return 0
+"""
+
+
+async def seed_snapshots(
+    client: aioredis.Redis | Pipeline, key: str, users: list[tuple[str, bytes, int]]
+) -> None:
+    """Write ``(user id, v3 JSON, time in epoch ms)`` snapshots unless a newer one is stored.
+
+    The snapshot rule (``docs/translation.md``, "Snapshots"): every snapshot is stored with the
+    time it reflects: the event's ``created`` when the translator writes it, the user's
+    ``last_modified`` when ``clever-relay sync`` does. A seed replaces a snapshot only when the
+    stored time is older or unknown (written before snapshot times existed), so a re-sync never
+    overwrites what the translator learned from a newer event. One script per page: atomic, one
+    round trip. ``client`` may be a pipeline (the sync's page transaction).
+    """
+    if not users:
+        return
+    args: list[str | bytes | int] = []
+    for user_id, user, at in users:
+        args += (user_id, user, at)
+    await client.eval(_SEED, 1, key, *args)
 
 
 def teachers_key(keys: Keys, district: str) -> str:
@@ -235,13 +278,13 @@ class BatchWrite:
         self._op("X", key, legacy_id, type_, district, source, blob(data))
         self._last_data = (data, len(self.ops))
 
-    def put_user(self, district: str, user_id: str, user: bytes | msgspec.Raw) -> None:
-        """Store the last known v3 user."""
-        self._op("H", self.key(self.keys.users(district)), user_id, blob(user))
+    def put_user(self, district: str, user_id: str, user: bytes | msgspec.Raw, at: int) -> None:
+        """Store the last known v3 user and the time it reflects (epoch ms of the event)."""
+        self._op("U", self.key(self.keys.users(district)), user_id, blob(user), at)
 
     def drop_user(self, district: str, user_id: str) -> None:
-        """Forget a deleted user."""
-        self._op("D", self.key(self.keys.users(district)), user_id)
+        """Forget a deleted user (its snapshot and the snapshot's time)."""
+        self.command("HDEL", self.keys.users(district), user_id, f"{user_id}{AT_SUFFIX}")
 
     def put_teacher(self, district: str, user_id: str, legacy_id: str) -> None:
         """Remember a teacher's legacy id."""

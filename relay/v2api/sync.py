@@ -28,13 +28,14 @@ from relay.keys import Keys
 from relay.logs import get_logger
 from relay.redis_client import create_redis
 from relay.translate import v2, v3
+from relay.translate.ids import time_ms
 from relay.translate.mapping import (
     RECORD_MAPPERS,
     UntranslatableError,
+    role_objects,
     section_teacher_refs,
-    user_objects,
 )
-from relay.translate.store import teachers_key
+from relay.translate.store import seed_snapshots, teachers_key
 from relay.v2api.dataclient import DataClient
 from relay.v2api.keys import ReadModelKeys
 from relay.v2api.readmodel import Arg, ReadModelWriter, put_op, remove_op
@@ -66,6 +67,11 @@ class SyncOutput(msgspec.Struct, frozen=True):
 
     objects: list[tuple[str, bytes, str | None]]
     teacher_ids: dict[str, str]
+    snapshot: tuple[str, int] | None = None
+    """For users: the user id and the time the record reflects (``last_modified``, epoch ms;
+    0 when absent), to seed the translator's snapshot with the raw record."""
+    skipped_roles: list[str] = []
+    """For users: why each role that cannot be translated was left out."""
 
 
 def translate_record(record_type: str, raw: bytes, teacher_ids: dict[str, str]) -> SyncOutput:
@@ -76,13 +82,16 @@ def translate_record(record_type: str, raw: bytes, teacher_ids: dict[str, str]) 
     """
     if record_type == "users":
         user = _user_decoder.decode(raw)
-        objects = user_objects(user)
+        objects, failed = role_objects(user)
         teacher = objects.get("teachers")
         learned = {user.id: teacher.id} if isinstance(teacher, v2.Teacher) else {}
         encoded: list[tuple[str, bytes, str | None]] = [
             (rt, _encoder.encode(obj), user.id) for rt, obj in objects.items()
         ]
-        return SyncOutput(encoded, learned)
+        modified = user.last_modified
+        at = (time_ms(modified) if isinstance(modified, str) else None) or 0
+        skipped = [str(exc) for exc in failed.values()]
+        return SyncOutput(encoded, learned, (user.id, at), skipped)
     kind, mapper = RECORD_MAPPERS[record_type]
     record = msgspec.json.decode(raw, type=kind)
     if isinstance(record, v3.Section):
@@ -180,6 +189,7 @@ class DistrictSync:
         ops: list[list[Arg]] = []
         seen: dict[str, list[str]] = {}
         learned: dict[str, str] = {}
+        snapshots: list[tuple[str, bytes, int]] = []
         for raw in records:
             try:
                 out = translate_record(record_type, raw, teacher_ids)
@@ -189,6 +199,10 @@ class DistrictSync:
                 )
                 continue
             learned.update(out.teacher_ids)
+            if out.snapshot is not None:
+                snapshots.append((out.snapshot[0], raw, out.snapshot[1]))
+            for reason in out.skipped_roles:
+                log.warning("sync_role_skipped", district=self.district, error=reason)
             for rt, obj, v3_id in out.objects:
                 if rt not in self.record_types:
                     continue
@@ -202,7 +216,7 @@ class DistrictSync:
                 ops.append(op)
                 seen.setdefault(rt, []).append(str(op[3]))
                 self.counts[rt] = self.counts.get(rt, 0) + 1
-        await self._commit(record_type, ops, seen, learned, next_params)
+        await self._commit(record_type, ops, seen, learned, next_params, snapshots=snapshots)
 
     async def _commit(
         self,
@@ -211,8 +225,11 @@ class DistrictSync:
         seen: dict[str, list[str]],
         learned: dict[str, str],
         next_params: dict[str, str] | None,
+        *,
+        snapshots: list[tuple[str, bytes, int]],
     ) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
+            await seed_snapshots(pipe, self.keys.users(self.district), snapshots)
             if ops:
                 args: list[Arg] = [self.writer.maxlen]
                 for op in ops:
