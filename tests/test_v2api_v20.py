@@ -132,11 +132,23 @@ GOLDEN: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
         {"id": D, "name": "Demo"},
     ),
     ("districts", {"id": D, "state": None}, {"id": D}),
-    ("districts", {"id": D, "state": "success"}, {"id": D, "state": "success"}),
+    ("districts", {"id": D, "state": "success"}, {"id": D}),
+    ("districts", {"id": D, "state": "paused"}, {"id": D, "state": "paused"}),
     ("districtadmins", {"id": "da1", "title": "Boss"}, {"id": "da1", "title": "Boss"}),
     ("courses", {"id": "co1", "number": "7"}, {"id": "co1", "number": "7"}),
     ("terms", {"id": "te1", "name": "Fall"}, {"id": "te1", "name": "Fall"}),
 ]
+
+
+def v20_problems(definition: str, obj: dict[str, Any]) -> list[str]:
+    """Why ``obj`` is not a v2.0 object: strict v2.0.yml, and the enums of the v2.0 client spec.
+
+    Clever's v2.0 SDK was generated from the client spec, whose enums are narrower in one place
+    (a district ``state`` has no ``"success"``); its objects lack a few fields, hence not strict.
+    """
+    return errors("v2.0.yml", definition, obj, strict=True) + errors(
+        "v2.0-client.yml", definition, obj
+    )
 
 
 class TestConversion:
@@ -156,10 +168,10 @@ class TestConversion:
         """A valid v2.1 object maps to the documented v2.0 object, strictly valid v2.0."""
         definition = DEFINITIONS[record_type]
         assert errors("v2.1.yml", definition, v21, strict=True) == []
-        assert (errors("v2.0.yml", definition, v21, strict=True) == []) == (v21 == v20)
+        assert (v20_problems(definition, v21) == []) == (v21 == v20)
         converted = convert(record_type, v21)
         assert converted == v20
-        assert errors("v2.0.yml", definition, converted, strict=True) == []
+        assert v20_problems(definition, converted) == []
 
     def test_event_object_and_previous_attributes_are_converted(self) -> None:
         """``data.object`` is converted; previous values mapped, v2.1-only or equal ones dropped."""
@@ -248,8 +260,7 @@ class TestServedEdgeValues:
         for item in body["data"]:
             assert errors("v2.0-events.yml", item["data"]["type"], item["data"]) == []
             definition = DEFINITIONS[item["data"]["type"].split(".")[0]]
-            obj = item["data"]["data"]["object"]
-            assert errors("v2.0.yml", definition, obj, strict=True) == []
+            assert v20_problems(definition, item["data"]["data"]["object"]) == []
         status, one = await _get(client, f"/v2.0/events/{lid(1)}")
         assert (status, one["data"]) == (200, body["data"][0]["data"])
 
@@ -316,11 +327,12 @@ class TestSyncedDistrict:
     ) -> None:
         """Each collection walked under /v2.0 is the converted v2.1 data, valid v2.0."""
         expected = expected_model(served.sim, served.district)
+        assert [rt for rt in DEFINITIONS if not expected[rt]] == []
         for path, rt in PATHS.items():
             items = await served.walk(f"/v2.0/{path}?limit=50")
             assert items == [convert(rt, expected[rt][oid]) for oid in sorted(expected[rt])], path
             for obj in items:
-                assert errors("v2.0.yml", DEFINITIONS[rt], obj, strict=True) == []
+                assert v20_problems(DEFINITIONS[rt], obj) == []
 
     async def test_relations_under_v20_are_the_converted_v21_answers(self, served: Served) -> None:
         """Every relation of two objects per type answers /v2.1's objects converted to v2.0."""

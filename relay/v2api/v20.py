@@ -11,7 +11,8 @@ value its version does not define. The conversion is pure (v2.1 object → v2.0 
   empty grade becomes null (v2.0 grades are nullable but have no ``""``), gender ``"X"``
   becomes ``""`` (v2.0's "not given"), a null contact ``type`` becomes ``""``;
 - a section ``subject`` or district ``state`` that is null or ``""`` (neither is a v2.0 value
-  for those non-nullable fields) is left out.
+  for those non-nullable fields) is left out, and so is the district ``state`` ``"success"``:
+  Clever's v2.0 client spec, and the v2.0 SDK generated from it, reject it.
 
 Events get the same conversion for ``data.object``; ``previous_attributes`` keeps the v2.0
 fields, mapped by the same rules, and drops a key whose mapped previous value equals the
@@ -94,12 +95,18 @@ def _present(value: Any) -> Any:
     return _OMIT if value is None or value == "" else value
 
 
+def _district_state(value: Any) -> Any:
+    # "success" is in v2.0.yml but not in Clever's v2.0 client spec, from which its v2.0 SDK
+    # was generated: that SDK rejects the whole /districts answer over it.
+    return _OMIT if value in (None, "", "success") else value
+
+
 RULES: dict[str, dict[str, Callable[[Any], Any]]] = {
     "students": {"grade": _grade, "gender": _gender},
     "sections": {"grade": _grade, "subject": _present},
     "schools": {"low_grade": _grade, "high_grade": _grade},
     "contacts": {"type": _contact_type},
-    "districts": {"state": _present},
+    "districts": {"state": _district_state},
 }
 """v2 record type → field → the value v2.0 gets (or :data:`_OMIT`)."""
 
