@@ -191,7 +191,8 @@ def _expected(
     def shaped(rt: str, obj: dict[str, Any]) -> dict[str, Any]:
         known = set(getattr(clever, DEFINITIONS[rt]).attribute_map.values())
         served = convert(rt, obj) if version == "v2.0" else obj
-        return _without_nulls({k: v for k, v in served.items() if k in known})
+        kept: dict[str, Any] = _without_nulls({k: v for k, v in served.items() if k in known})
+        return kept
 
     out: dict[str, Any] = {
         rt: [shaped(rt, model[rt][oid]) for oid in sorted(model[rt])] for rt in LISTS.values()
