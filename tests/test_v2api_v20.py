@@ -26,7 +26,7 @@ from relay.v2api.server import add_routes
 from relay.v2api.sync import run_sync
 from relay.v2api.v20 import FIELDS, convert, convert_event
 from tests.swagger import errors, load_spec
-from tests.test_v2api import DEFINITIONS, Served, expected_model, make_cfg
+from tests.test_v2api import DEFINITIONS, Served, expected_model, make_cfg, v2_key
 from tests.test_v2api_events import lid
 
 if TYPE_CHECKING:
@@ -352,3 +352,21 @@ class TestSyncedDistrict:
                         old_items = await served.walk(f"/v2.1{tail}?limit=4")
                         want = [convert(relation.member, o) for o in old_items]
                         assert await served.walk(f"/v2.0{tail}?limit=4") == want, tail
+
+    async def test_district_scoping_and_backward_paging_under_v20(self, served: Served) -> None:
+        """Under /v2.0 a key sees only its district, and ``ending_before=last`` pages backwards."""
+        other = served.sim.world.districts[1].id
+        theirs = sorted(expected_model(served.sim, other)["students"])[0]
+        assert (await served.get(f"/v2.0/students/{theirs}"))[0] == 404
+        status, body = await served.get(f"/v2.0/students/{theirs}", key=v2_key(other))
+        assert (status, body["data"]["id"]) == (200, theirs)
+        path = "/v2.0/teachers?limit=5&ending_before=last"
+        seen: list[str] = []
+        while True:
+            status, body = await served.get(path)
+            assert status == 200
+            if not body["data"]:
+                break
+            seen = [entry["data"]["id"] for entry in body["data"]] + seen
+            path = next(link["uri"] for link in body["links"] if link["rel"] == "prev")
+        assert seen == sorted(expected_model(served.sim, served.district)["teachers"])
