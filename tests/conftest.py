@@ -13,7 +13,7 @@ from tests.redis_server import RedisServer
 from tests.swagger import SPECS_MISSING, specs_available
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterator
+    from collections.abc import AsyncIterator, Callable, Generator, Iterator
 
 # Set by .ci/run: a spec test that did not run there is a failure, so CI keeps validating against
 # Clever's real specs while a plain clone without them still passes (docs/development.md).
@@ -95,3 +95,23 @@ def _reset_structlog() -> Iterator[None]:
     structlog.reset_defaults()
     yield
     structlog.reset_defaults()
+
+
+REQUIRE_DOWNLOADS = "RELAY_TEST_REQUIRE_DOWNLOADS"
+"""Set to 1 (CI does) to make a skipped ``needs_download`` test a failure."""
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """In CI a test that could not download what it needs fails instead of silently skipping."""
+    report = yield
+    if report.skipped and item.get_closest_marker("needs_download") and _downloads_required():
+        report.outcome = "failed"
+        report.longrepr = f"{REQUIRE_DOWNLOADS}=1 but the test was skipped: {report.longrepr}"
+    return report
+
+
+def _downloads_required() -> bool:
+    return os.environ.get(REQUIRE_DOWNLOADS, "") not in ("", "0")

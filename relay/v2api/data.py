@@ -1,4 +1,4 @@
-"""The v2.1 Data endpoints (``/v2.1/students`` ... and their relations) from the read model.
+"""The v2 Data endpoints (``/v2.x/students`` ... and their relations) from the read model.
 
 Collections page with ``ZRANGEBYLEX`` over ``<base>:ids:<rt>`` then one ``HMGET``. Relations come
 from three places, each bounded by the parent, never the district:
@@ -134,10 +134,15 @@ async def _objects(ctx: V2Context, key: str, ids: list[str]) -> list[tuple[str, 
 def _page_response(
     request: web.Request, record_type: str, found: list[tuple[str, bytes]]
 ) -> web.Response:
-    prefix = f"/v2.1/{URL_OF[record_type]}/"
+    prefix = f"/{_version(request)}/{URL_OF[record_type]}/"
     items = [item(body, prefix + oid) for oid, body in found]
     first, last = (found[0][0], found[-1][0]) if found else (None, None)
     return list_response(items, links(request, first, last))
+
+
+def _version(request: web.Request) -> str:
+    """``v2.0`` or ``v2.1``: item uris name the version they were asked under."""
+    return request.path.split("/")[1]
 
 
 def _record_type(request: web.Request) -> str:
@@ -156,13 +161,13 @@ async def _indexed_page(
         hi=hi,
         limit=page.limit,
         backward=page.backward,
-        uri_prefix=f"/v2.1/{URL_OF[member]}/",
+        uri_prefix=f"/{_version(request)}/{URL_OF[member]}/",
     )
     return joined_response(joined.items, links(request, joined.first, joined.last))
 
 
 async def list_objects(request: web.Request, ctx: V2Context, rk: ReadModelKeys) -> web.Response:
-    """``GET /v2.1/<collection>``: one page in v2 id order."""
+    """``GET /v2.x/<collection>``: one page in v2 id order."""
     page = parse_page(request, ctx.default_limit)
     rt = _record_type(request)
     return await _indexed_page(
@@ -171,7 +176,7 @@ async def list_objects(request: web.Request, ctx: V2Context, rk: ReadModelKeys) 
 
 
 async def get_object(request: web.Request, ctx: V2Context, rk: ReadModelKeys) -> web.Response:
-    """``GET /v2.1/<collection>/{id}``: the object, or 404."""
+    """``GET /v2.x/<collection>/{id}``: the object, or 404."""
     record_type = _record_type(request)
     object_id = request.match_info["id"]
     body: Any = await ctx.redis.hget(rk.objects(record_type), object_id)
@@ -205,7 +210,7 @@ async def _through_sections(
 
 
 async def related(request: web.Request, ctx: V2Context, rk: ReadModelKeys) -> web.Response:
-    """``GET /v2.1/<collection>/{id}/<relation>``: a page, or one object for singular ones."""
+    """``GET /v2.x/<collection>/{id}/<relation>``: a page, or one object for singular ones."""
     parent = _record_type(request)
     relation = RELATIONS.get(parent, {}).get(request.match_info["relation"])
     object_id = request.match_info["id"]

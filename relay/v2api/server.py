@@ -1,15 +1,17 @@
 """The v2 API routes, added to the ops server's application (same port, CONTRACT §9).
 
 ``add_routes`` is what the service calls when ``"v2api"`` is in ``relay.components``: it
-resolves the client keys (failing fast on a bad one) and registers every endpoint. Handlers
+resolves the client keys (failing fast on a bad one) and registers every endpoint under both
+``/v2.0`` and ``/v2.1`` (v2.0 answers converted by :mod:`relay.v2api.v20`). Handlers
 never scan a district: see :mod:`relay.v2api.events` and :mod:`relay.v2api.data`.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING
 
-from relay.v2api import data, events
+from relay.v2api import data, events, v20
 from relay.v2api.auth import Authenticator
 from relay.v2api.context import V2_KEY, V2Context, guarded
 from relay.v2api.pages import PageScripts
@@ -38,9 +40,10 @@ def add_routes(app: web.Application, *, cfg: Config, redis: aioredis.Redis, keys
     collections = "|".join(data.PATHS)
     router = app.router
     for version in ("v2.0", "v2.1"):
-        router.add_get(f"/{version}/events", guarded(events.list_events))
-        router.add_get(f"/{version}/events/{{id}}", guarded(events.get_event))
-    base = f"/v2.1/{{collection:{collections}}}"
-    router.add_get(base, guarded(data.list_objects))
-    router.add_get(f"{base}/{{id}}", guarded(data.get_object))
-    router.add_get(f"{base}/{{id}}/{{relation}}", guarded(data.related))
+        event, obj = partial(v20.events_handler, version), partial(v20.data_handler, version)
+        router.add_get(f"/{version}/events", guarded(event(events.list_events)))
+        router.add_get(f"/{version}/events/{{id}}", guarded(event(events.get_event)))
+        base = f"/{version}/{{collection:{collections}}}"
+        router.add_get(base, guarded(obj(data.list_objects)))
+        router.add_get(f"{base}/{{id}}", guarded(obj(data.get_object)))
+        router.add_get(f"{base}/{{id}}/{{relation}}", guarded(obj(data.related)))
