@@ -293,6 +293,7 @@ async def run_sync(cfg: Config, district: str | None, *, progress: bool) -> int:
                         token=tokens[d.id],
                         timeout_s=cfg.clever.request_timeout_s,
                         rate_limit_reserve=cfg.clever.rate_limit_reserve,
+                        api_version=cfg.clever.api_version,
                     )
                     try:
                         await DistrictSync(cfg=cfg, redis=redis, client=client, district=d.id).run(
