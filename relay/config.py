@@ -187,6 +187,9 @@ class V2ApiSection(Base, frozen=True):
     clients: list[V2Client] = msgspec.field(default_factory=list)
     default_limit: Annotated[int, Meta(ge=1, le=10000)] = 100
     """Page size when a request gives no ``limit`` (Clever's documented default)."""
+    idmap_deleted_retention_s: PositiveSeconds = 90 * 86400.0
+    """How long a deleted user's (or replaced ``legacy_id``'s) ID-crosswalk mapping stays
+    resolvable, flagged deleted (``docs/migration.md``)."""
 
 
 class WebhookEndpoint(Base, frozen=True):

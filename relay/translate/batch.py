@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from relay import crosswalk
 from relay.logs import get_logger
 from relay.messages import CURSOR_LOST, EventMessage
 from relay.translate.ids import legacy_ids, parse_stream_id
@@ -170,8 +171,11 @@ class BatchTranslator:
         record_types: frozenset[str],
         max_deliveries: int,
         read_model: bool = False,
+        idmap_retention_s: float = crosswalk.DEFAULT_RETENTION_S,
     ) -> None:
         self.keys = keys
+        self.idmap_retention_s = idmap_retention_s
+        """How long deleted ID-crosswalk mappings stay resolvable (:mod:`relay.crosswalk`)."""
         self.read_model = read_model
         """Also keep the v2 read model (CONTRACT §9) in the same write as the legacy events."""
         self.store = store
@@ -347,6 +351,15 @@ class BatchTranslator:
             write.put_user(msg.district, user_id, tr.user_snapshot)
         for uid, legacy in tr.teacher_ids.items():
             write.put_teacher(msg.district, uid, legacy)
+        if item.user is not None:
+            crosswalk.record(
+                write,
+                self.keys,
+                msg.district,
+                item.user,
+                deleted=msg.action == "deleted",
+                keep_s=self.idmap_retention_s,
+            )
 
     def _read_model(
         self,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from relay.v2api import data, events
+from relay.v2api import data, events, idmap
 from relay.v2api.auth import Authenticator
 from relay.v2api.context import V2_KEY, V2Context, guarded
 from relay.v2api.pages import PageScripts
@@ -44,3 +44,4 @@ def add_routes(app: web.Application, *, cfg: Config, redis: aioredis.Redis, keys
     router.add_get(base, guarded(data.list_objects))
     router.add_get(f"{base}/{{id}}", guarded(data.get_object))
     router.add_get(f"{base}/{{id}}/{{relation}}", guarded(data.related))
+    idmap.add_routes(app, cfg=cfg, redis=redis, keys=keys)

@@ -23,6 +23,7 @@ import aiohttp
 import msgspec
 
 from relay.clever.client import PageTooLarge, call_with_retries
+from relay.crosswalk import CrosswalkWriter
 from relay.errors import ConfigError, RelayError
 from relay.keys import Keys
 from relay.logs import get_logger
@@ -112,6 +113,9 @@ class DistrictSync:
         self.keys = Keys(cfg.redis.prefix)
         self.rk = ReadModelKeys(cfg.redis.prefix, district)
         self.writer = ReadModelWriter(redis, maxlen=cfg.redis.legacy_maxlen)
+        self.crosswalk = CrosswalkWriter(
+            redis, self.keys, keep_s=cfg.v2api.idmap_deleted_retention_s
+        )
         self.record_types = frozenset(cfg.legacy.record_types)
         self.counts: dict[str, int] = {}
 
@@ -202,7 +206,8 @@ class DistrictSync:
                 ops.append(op)
                 seen.setdefault(rt, []).append(str(op[3]))
                 self.counts[rt] = self.counts.get(rt, 0) + 1
-        await self._commit(record_type, ops, seen, learned, next_params)
+        users = records if record_type == "users" else []
+        await self._commit(record_type, ops, seen, learned, next_params, users=users)
 
     async def _commit(
         self,
@@ -211,8 +216,11 @@ class DistrictSync:
         seen: dict[str, list[str]],
         learned: dict[str, str],
         next_params: dict[str, str] | None,
+        *,
+        users: list[bytes],
     ) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
+            await self.crosswalk.put(self.district, users, client=pipe)
             if ops:
                 args: list[Arg] = [self.writer.maxlen]
                 for op in ops:
