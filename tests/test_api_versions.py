@@ -9,15 +9,23 @@ import msgspec
 import pytest
 
 from relay.clever import CleverClient
+from relay.config import validate
 from relay.errors import CursorLostError
-from relay.messages import normalize
+from relay.health import Health
+from relay.messages import EventMessage, normalize
+from relay.poller import Poller
 from relay.simulator import SimOptions, World, running_simulator
 from relay.simulator.versions import upgrade
+from relay.translate.consumer import Translator
 from relay.translate.rules import TeacherLookupNeeded, translate
 from tests.swagger import errors
+from tests.test_translator_e2e import component, pipeline_cfg, total_events
+from tests.test_translator_helpers import KEYS, drained, eventually, legacy_streams, messages_of
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+
+    import redis.asyncio as aioredis
 
     from relay.simulator import RunningSimulator
 
@@ -213,3 +221,39 @@ class TestRelayVersions:
             with pytest.raises(CursorLostError) as caught:
                 await client.events_page(starting_after="5f0000000000000000000000", limit=10)
         assert (caught.value.cursor, caught.value.status) == ("5f0000000000000000000000", 404)
+
+
+async def _pipeline_run(
+    redis: aioredis.Redis, redis_url: str, sim: RunningSimulator, version: str
+) -> tuple[dict[str, list[Any]], list[EventMessage]]:
+    """Poller and translator on a fresh Redis: legacy events (without ids) and the messages."""
+    await redis.flushall()
+    tree = pipeline_cfg(redis_url, sim, batch_size=200)
+    cfg = validate({**tree, "clever": {**tree["clever"], "api_version": version}})  # type: ignore[dict-item]  # a config tree
+    total = sum(len(d.feed) for d in sim.world.districts)
+    async with aiohttp.ClientSession() as session:
+        common: dict[str, Any] = {"cfg": cfg, "redis": redis, "session": session, "keys": KEYS}
+        async with component(Poller(health=Health(), **common)):
+            await eventually(lambda: total_events(redis, total), timeout_s=60)
+        async with component(Translator(health=Health(), consumer_name="one", **common)):
+            await eventually(lambda: drained(redis), timeout_s=60, what="drained")
+    legacy = {
+        rt: [(e["type"], e["source"], msgspec.json.decode(e["data"])["data"]) for e in entries]
+        for rt, entries in (await legacy_streams(redis)).items()
+    }
+    return legacy, [msg for _, msg in await messages_of(redis)]
+
+
+class TestPipelineVersions:
+    async def test_v31_pipeline_gives_the_v30_legacy_events(
+        self, sim: RunningSimulator, redis_client: aioredis.Redis, redis_url: str
+    ) -> None:
+        """Simulator → poller → translator on v3.1 writes exactly v3.0's legacy events."""
+        legacy_31, messages_31 = await _pipeline_run(redis_client, redis_url, sim, "v3.1")
+        users = [m for m in messages_31 if m.record_type == "users" and m.action == "created"]
+        assert {m.api_version for m in messages_31} == {"v3.1"}
+        assert all(b'"lms_status"' in bytes(m.object) for m in users)
+        legacy_30, messages_30 = await _pipeline_run(redis_client, redis_url, sim, "v3.0")
+        assert [m.id for m in messages_30] == [m.id for m in messages_31]
+        assert legacy_31 == legacy_30
+        assert sum(len(v) for v in legacy_30.values()) > len(messages_30) // 2
