@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -27,8 +28,11 @@ from relay.translate.store import BatchWrite, Store
 from relay.v2api.server import add_routes
 from relay.v2api.sync import run_sync
 from tests.swagger import SPEC_DIR
+from tests.test_cli import run_cli
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import redis.asyncio as aioredis
     from aiohttp.test_utils import TestClient
 
@@ -195,6 +199,39 @@ class TestSyncFillsTheCrosswalk:
         d = synced.district
         wanted = {(d, u["id"], r, v2) for u in demo_users() for r, v2 in expected_roles(u).items()}
         assert (sorted(rows), count) == (sorted(wanted), len(wanted))
+
+
+class TestExportCommand:
+    async def test_cli_export_streams_csv_and_counts_on_stderr(
+        self, synced: Synced, tmp_path: Path
+    ) -> None:
+        """``clever-relay idmap export`` prints the CSV to stdout and the count to stderr."""
+        config = tmp_path / "relay.toml"
+        config.write_text(
+            f'[redis]\nurl = "{synced.cfg.redis.url}"\nprefix = "{PREFIX}"\n'
+            f'[[clever.districts]]\nid = "{synced.district}"\ntoken = "t"\n'
+        )
+        args = ("idmap", "export", "--config", str(config), "--district", synced.district)
+        result = await asyncio.to_thread(run_cli, *args)
+        lines = result.stdout.splitlines()
+        count = sum(len(expected_roles(u)) for u in demo_users())
+        assert (result.returncode, lines[0], len(lines) - 1) == (
+            0,
+            "district,v3_user_id,role,v2_id",
+            count,
+        )
+        assert result.stderr == f"{synced.district}: {count} mapping(s) exported\n"
+
+    def test_cli_export_unknown_district_is_a_usage_error(self, tmp_path: Path) -> None:
+        """An unconfigured district exits 2 naming the configured ones."""
+        config = tmp_path / "relay.toml"
+        config.write_text('[[clever.districts]]\nid = "d1"\ntoken = "t"\n')
+        result = run_cli("idmap", "export", "--config", str(config), "--district", "d2")
+        assert (result.returncode, result.stdout, result.stderr) == (
+            2,
+            "",
+            "--district: d2 is not configured (configured: d1)\n",
+        )
 
 
 def _user(uid: str, roles: dict[str, Any]) -> bytes:
