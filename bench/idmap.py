@@ -4,7 +4,8 @@ Starts a private Redis, writes ``--users`` users' mappings through the crosswalk
 of 10,000 (what ``sync`` sends per Data API page; 90% students, 9% teachers, 1% teacher+staff),
 then runs the real CLI (``python -m relay idmap export``) to ``/dev/null`` in both formats. The
 baseline, measured in the same run, is a bare HSCAN of the same hash (the floor for any export
-that reads Redis): the ratio says what the decoding and formatting add.
+that reads Redis): the ratio says what the decoding and formatting add. Also times the
+translator's batch script for the same users' events with and without the crosswalk's op.
 
 Run: ``.venv/bin/python -m bench.idmap [--users 100000]``.
 """
@@ -25,8 +26,11 @@ import msgspec
 import redis.asyncio as aioredis
 
 from bench.procs import RedisProc
+from relay import crosswalk
 from relay.crosswalk import CrosswalkWriter
 from relay.keys import Keys
+from relay.translate import v3
+from relay.translate.store import BatchWrite, Store
 
 PREFIX = "bench"
 DISTRICT = "5a0c91b95c7cc000010d417c"
@@ -84,6 +88,47 @@ def export(config: Path, fmt: str) -> tuple[float, int]:
     return time.perf_counter() - started, rows
 
 
+async def _batch_run(
+    store: Store, users: list[tuple[v3.User, bytes]], *, idmap: bool, batch: int = 500
+) -> float:
+    """Seconds to commit one snapshot write (and the crosswalk's op) per user event."""
+    keys = store.keys
+    await store.redis.delete(keys.translator_position)
+    started = time.perf_counter()
+    for first in range(0, len(users), batch):
+        write = BatchWrite(keys)
+        for n in range(first, min(len(users), first + batch)):
+            decoded, body = users[n]
+            write.begin(f"{n + 1}-0")
+            write.put_user(DISTRICT, decoded.id, body)
+            if idmap:
+                crosswalk.record(write, keys, DISTRICT, decoded, deleted=False, keep_s=86400)
+        await store.commit(write, b"lease")
+    return time.perf_counter() - started
+
+
+async def translator_cost(url: str, count: int) -> dict[str, float]:
+    """The translator's batch script for ``count`` user events without and with the crosswalk
+    (new users, then the same users again: an update that changes no ``legacy_id``)."""
+    redis = aioredis.Redis.from_url(url)
+    keys = Keys("bench-tr")
+    await redis.set(keys.translator_lease, b"lease")
+    store = Store(redis, keys, group="g", legacy_maxlen=10**6, deadletter_maxlen=10**6)
+    decoder = msgspec.json.Decoder(v3.User)
+    users = [(decoder.decode(body), body) for body in (user(n) for n in range(count))]
+    plain = await _batch_run(store, users, idmap=False)
+    new = await _batch_run(store, users, idmap=True)
+    unchanged = await _batch_run(store, users, idmap=True)
+    await redis.aclose()
+    return {
+        "snapshots_only_s": round(plain, 3),
+        "with_crosswalk_new_users_s": round(new, 3),
+        "with_crosswalk_unchanged_s": round(unchanged, 3),
+        "added_us_per_new_user": round((new - plain) / count * 1e6, 1),
+        "added_us_per_unchanged_update": round((unchanged - plain) / count * 1e6, 1),
+    }
+
+
 def main() -> None:
     """Fill, export in both formats, print one JSON report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -98,6 +143,7 @@ def main() -> None:
         )
         report: dict[str, Any] = {"users": args.users, "redis": redis_proc.version()}
         report["fill"] = asyncio.run(fill(redis_proc.url, args.users))
+        report["translator_batch"] = asyncio.run(translator_cost(redis_proc.url, args.users))
         baseline = asyncio.run(bare_hscan(redis_proc.url))
         report["bare_hscan_s"] = round(baseline, 3)
         for fmt in ("csv", "jsonl"):

@@ -12,8 +12,8 @@ in the same MULTI as the page it writes. Keys (``relay.keys.Keys``):
 
 A deleted user, or a role whose ``legacy_id`` changed, leaves its mappings resolvable with a
 ``deleted_at`` (ms) for ``[v2api] idmap_deleted_retention_s``: vendors backfill after the fact.
-Reads treat older deletions as unknown, so the retention is exact; the write path removes them
-(a bounded number per write) from Redis.
+Reads treat older deletions as unknown, so the retention is exact; every write that changes the
+map also removes up to :data:`SWEEP_PER_WRITE` of them from Redis.
 """
 
 from __future__ import annotations
@@ -40,11 +40,11 @@ SWEEP_PER_WRITE = 64
 """Expired deletions removed from Redis per crosswalk write (bounds a script's run time)."""
 
 LUA = """
-local function xw_apply(k3, k2, kx, uid, text, deleted, now, keep)
-  now = tonumber(now)
-  local given = {}
-  for role, v2 in string.gmatch(text, '([^=\\n]+)=([^\\n]+)') do given[role] = v2 end
+local function xw_apply(k3, k2, kx, uid, entry, deleted, now, keep)
   local old = redis.call('HGET', k3, uid)
+  if old == entry and deleted ~= '1' then return end
+  now = tonumber(now)
+  local given = cjson.decode(entry).roles
   local before = {}
   if old then before = cjson.decode(old).roles or {} end
   local after = given
@@ -71,7 +71,7 @@ local function xw_apply(k3, k2, kx, uid, text, deleted, now, keep)
     redis.call('HSET', k3, uid, cjson.encode({roles = before, deleted_at = now}))
     redis.call('ZADD', kx, now, '3:' .. uid)
   else
-    redis.call('HSET', k3, uid, cjson.encode({roles = after}))
+    redis.call('HSET', k3, uid, entry)
     redis.call('ZREM', kx, '3:' .. uid)
   end
   local cutoff = now - tonumber(keep)
@@ -84,9 +84,11 @@ local function xw_apply(k3, k2, kx, uid, text, deleted, now, keep)
   end
 end
 """.replace("SWEEP_LIMIT", str(SWEEP_PER_WRITE))
-"""``xw_apply(k3, k2, kx, uid, roles, deleted, now_ms, keep_ms)``: ``roles`` is newline-joined
-``role=v2id``; ``deleted`` is ``'1'`` for a deleted user (its roles, if the map never saw the
-user, come from ``roles``). Pasted before the batch script's body and :data:`_APPLY`'s."""
+"""``xw_apply(k3, k2, kx, uid, entry, deleted, now_ms, keep_ms)``: ``entry`` is the user's v3
+hash value as :func:`encode_entry` makes it; ``deleted`` is ``'1'`` for a deleted user (its roles,
+if the map never saw the user, come from ``entry``). An entry equal to the stored one (the usual
+``users.updated``: no ``legacy_id`` changed) costs one HGET. Pasted before the batch script's
+body and :data:`_APPLY`'s."""
 
 _APPLY = (
     LUA
@@ -101,6 +103,7 @@ return 1
 )
 
 _user_decoder = msgspec.json.Decoder(v3.User)
+_encoder = msgspec.json.Encoder()
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,9 +142,10 @@ def role_ids(user: v3.User) -> dict[str, str]:
     return out
 
 
-def encode_roles(ids: dict[str, str]) -> str:
-    """The ``roles`` argument of ``xw_apply``: newline-joined ``role=v2id``."""
-    return "\n".join(f"{role}={v2_id}" for role, v2_id in ids.items())
+def encode_entry(ids: dict[str, str]) -> str:
+    """A live user's v3 hash value ``{"roles": {role: v2 id}}``, the same bytes for the same
+    roles (:func:`role_ids` has a fixed order), so an unchanged user is one comparison in Lua."""
+    return _encoder.encode({"roles": ids}).decode()
 
 
 def now_ms() -> int:
@@ -157,7 +161,7 @@ def record(
     write.crosswalk(
         (k.v3, k.v2, k.expiry),
         uid=user.id,
-        roles=encode_roles(role_ids(user)),
+        entry=encode_entry(role_ids(user)),
         deleted=deleted,
         now=now_ms(),
         keep=int(keep_s * 1000),
@@ -180,7 +184,7 @@ class CrosswalkWriter:
                 user = _user_decoder.decode(raw)
             except (msgspec.DecodeError, msgspec.ValidationError):
                 continue
-            args += (user.id, encode_roles(role_ids(user)), "0")
+            args += (user.id, encode_entry(role_ids(user)), "0")
         return args
 
     async def put(self, district: str, raw_users: list[bytes], client: Any = None) -> None:

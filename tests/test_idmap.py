@@ -308,23 +308,44 @@ class TestTranslatorKeepsTheCrosswalk:
         ]
 
     async def test_deletions_expire_after_the_retention(self, redis_client: aioredis.Redis) -> None:
-        """A deletion older than the retention is hidden from reads and swept by the next write."""
+        """A deletion older than the retention is hidden from reads and swept by the next change."""
         keys = Keys(PREFIX)
         await redis_client.set(keys.translator_lease, b"lease")
         store = Store(redis_client, keys, group="g", legacy_maxlen=1000, deadletter_maxlen=1000)
         names = (keys.idmap_v3("d1"), keys.idmap_v2("d1"), keys.idmap_expiry("d1"))
         write = BatchWrite(keys)
         write.begin("1-1")
-        write.crosswalk(names, uid="old", roles="student=old", deleted=True, now=1000, keep=DAY_MS)
+        write.crosswalk(
+            names,
+            uid="old",
+            entry='{"roles":{"student":"old"}}',
+            deleted=True,
+            now=1000,
+            keep=DAY_MS,
+        )
         write.begin("1-2")
-        write.crosswalk(names, uid="new", roles="student=new", deleted=False, now=2000, keep=DAY_MS)
+        write.crosswalk(
+            names,
+            uid="new",
+            entry='{"roles":{"student":"new"}}',
+            deleted=False,
+            now=2000,
+            keep=DAY_MS,
+        )
         assert await store.commit(write, b"lease") == 2
         reader = CrosswalkReader(redis_client, keys, keep_s=86400.0)
         assert (await reader.by_v3("d1", "old"), await reader.by_v2("d1", "old")) == (None, None)
         later = BatchWrite(keys)
         later.begin("1-3")
         now = 1000 + DAY_MS + 1
-        later.crosswalk(names, uid="new", roles="student=new", deleted=False, now=now, keep=DAY_MS)
+        later.crosswalk(
+            names,
+            uid="newer",
+            entry='{"roles":{"student":"newer"}}',
+            deleted=False,
+            now=now,
+            keep=DAY_MS,
+        )
         assert await store.commit(later, b"lease") == 1
         held: Any = await redis_client.hkeys(names[0])
-        assert (sorted(held), await redis_client.zcard(names[2])) == ([b"new"], 0)
+        assert (sorted(held), await redis_client.zcard(names[2])) == ([b"new", b"newer"], 0)

@@ -57,7 +57,7 @@ FENCED = -1
 #                                          event JSON is the preceding X's, by index
 #                                          (BatchWrite.read_model)
 #     'C' n cmd k arg1 .. arg(n-2)         redis.call(cmd, KEYS[k], arg1, ..): any other write
-#     'M' k3 k2 kx uid roles del now keep  the ID crosswalk's update of one user
+#     'M' k3 k2 kx uid entry del now keep  the ID crosswalk's update of one user
 #                                          (relay.crosswalk: xw_apply)
 #
 # Ops of an entry at or below the stored position are skipped (effectively once); every entry
@@ -297,14 +297,14 @@ class BatchWrite:
         keys: tuple[str, str, str],
         *,
         uid: str,
-        roles: str,
+        entry: str,
         deleted: bool,
         now: int,
         keep: int,
     ) -> None:
         """The ID crosswalk's update of one user (op ``M``; :func:`relay.crosswalk.record`)."""
         k3, k2, kx = (self.key(name) for name in keys)
-        self._op("M", k3, k2, kx, uid, roles, "1" if deleted else "0", now, keep)
+        self._op("M", k3, k2, kx, uid, entry, "1" if deleted else "0", now, keep)
 
     def packed(self) -> bytes:
         """The op list as the script's one MessagePack argument."""
