@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -116,8 +117,16 @@ class CrosswalkKeys:
 
     @classmethod
     def of(cls, keys: Keys, district: str) -> CrosswalkKeys:
-        """Built from ``relay.keys.Keys`` (one place names every key)."""
-        return cls(keys.idmap_v3(district), keys.idmap_v2(district), keys.idmap_expiry(district))
+        """Built from ``relay.keys.Keys`` (one place names every key), once per district."""
+        return _keys_of(keys, district)
+
+
+@lru_cache(maxsize=4096)
+def _keys_of(keys: Keys, district: str) -> CrosswalkKeys:
+    """The translator asks per user event; the names only change with the district."""
+    return CrosswalkKeys(
+        keys.idmap_v3(district), keys.idmap_v2(district), keys.idmap_expiry(district)
+    )
 
 
 def role_ids(user: v3.User) -> dict[str, str]:
