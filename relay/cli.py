@@ -109,6 +109,18 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_idmap(args: argparse.Namespace) -> int:
+    """Export a district's ID crosswalk (v3 user id ↔ v2 ids) to stdout."""
+    from relay.idmap_export import export
+
+    cfg = _config(args)
+    count = asyncio.run(
+        export(cfg, args.district, fmt=args.format, out=sys.stdout, progress=sys.stderr.isatty())
+    )
+    print(f"{args.district}: {count} mapping(s) exported", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_webhooks(args: argparse.Namespace) -> int:
     """List, replay or purge an endpoint's dead letters."""
     from relay.webhooks import admin
@@ -209,6 +221,14 @@ def build_parser(*, with_simulator: bool = True) -> argparse.ArgumentParser:
     set_.add_argument("event_id", help="the Clever event id to resume after")
     sync = add("sync", cmd_sync, "initial or repair sync of the v2 read model from the Data API")
     sync.add_argument("--district", help="only this district")
+    idmap = add("idmap", cmd_idmap, "the ID crosswalk (v3 user id <-> v2 ids)", config=False)
+    idmap_sub = idmap.add_subparsers(dest="idmap_command", required=True, metavar="ACTION")
+    export = idmap_sub.add_parser(
+        "export", help="stream a district's mappings to stdout", parents=debug
+    )
+    export.add_argument("--config", help="TOML config file (default: $RELAY_CONFIG)")
+    export.add_argument("--district", required=True)
+    export.add_argument("--format", choices=["csv", "jsonl"], default="csv")
     webhooks = add("webhooks", cmd_webhooks, "inspect, re-send or drop webhook dead letters")
     webhooks_sub = webhooks.add_subparsers(dest="webhooks_command", required=True, metavar="ACTION")
     for action, help_ in (

@@ -41,6 +41,7 @@ RecordType = Literal[
 ]
 ALL_RECORD_TYPES: tuple[RecordType, ...] = get_args(RecordType)
 
+ApiVersion = Literal["v3.0", "v3.1"]
 PositiveSeconds = Annotated[float, Meta(gt=0)]
 NonEmpty = Annotated[str, Meta(min_length=1)]
 
@@ -106,6 +107,8 @@ class CleverSection(Base, frozen=True):
     on_cursor_lost: Literal["fail", "latest"] = "fail"
     rate_limit_reserve: Annotated[int, Meta(ge=0)] = 5
     """Requests kept in hand before ``X-RateLimit-Remaining`` reaches 0; then wait for reset."""
+    api_version: ApiVersion = "v3.0"
+    """Which Clever API version events and Data API calls use (``/v3.0/...`` or ``/v3.1/...``)."""
     districts: list[District] = msgspec.field(default_factory=list)
 
 
@@ -184,6 +187,9 @@ class V2ApiSection(Base, frozen=True):
     clients: list[V2Client] = msgspec.field(default_factory=list)
     default_limit: Annotated[int, Meta(ge=1, le=10000)] = 100
     """Page size when a request gives no ``limit`` (Clever's documented default)."""
+    idmap_deleted_retention_s: PositiveSeconds = 90 * 86400.0
+    """How long a deleted user's (or replaced ``legacy_id``'s) ID-crosswalk mapping stays
+    resolvable, flagged deleted (``docs/migration.md``)."""
 
 
 class WebhookEndpoint(Base, frozen=True):

@@ -47,3 +47,15 @@ class Keys:
     def lease_fence(self, district: str) -> str:
         """The counter that numbers acquisitions of a district's lease (its fencing token)."""
         return f"{self.prefix}:lease:{district}:fence"
+
+    def idmap_v3(self, district: str) -> str:
+        """ID crosswalk: hash v3 user id → its roles' v2 ids (:mod:`relay.crosswalk`)."""
+        return f"{self.prefix}:idmap:{district}:v3"
+
+    def idmap_v2(self, district: str) -> str:
+        """ID crosswalk: hash v2 id → (v3 user id, role) (:mod:`relay.crosswalk`)."""
+        return f"{self.prefix}:idmap:{district}:v2"
+
+    def idmap_expiry(self, district: str) -> str:
+        """ID crosswalk: deleted mappings by deletion time, ms (:mod:`relay.crosswalk`)."""
+        return f"{self.prefix}:idmap:{district}:expiry"

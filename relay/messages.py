@@ -97,6 +97,9 @@ class EventMessage(msgspec.Struct, frozen=True):
     """On updates, the prior values of the changed fields as Clever sent them; else null."""
     roles: list[str] | None = None
     """For ``users.*``: the sorted role names present on the user."""
+    api_version: str = "v3.0"
+    """The Clever API version the event was polled from (``v3.0`` or ``v3.1``); a ``v3.1``
+    ``object`` may carry fields a ``v3.0`` one lacks. Absent in messages older than the field."""
 
 
 class ControlMessage(msgspec.Struct, frozen=True):
@@ -151,7 +154,7 @@ def decode_page(body: bytes) -> EventsPage:
     return _page_decoder.decode(body)
 
 
-def normalize(raw: bytes, district: str) -> EventMessage:
+def normalize(raw: bytes, district: str, api_version: str = "v3.0") -> EventMessage:
     """Turn one raw Clever event into the normalized message.
 
     Raises:
@@ -184,6 +187,7 @@ def normalize(raw: bytes, district: str) -> EventMessage:
         object=event.data.object,
         previous_attributes=previous,
         roles=roles,
+        api_version=api_version,
     )
 
 
@@ -207,6 +211,7 @@ class _EventMessageSchema(msgspec.Struct, frozen=True):
     object: dict[str, Any]
     previous_attributes: dict[str, Any] | None
     roles: list[str] | None
+    api_version: str = "v3.0"
 
 
 _EventMessageSchema.__doc__ = EventMessage.__doc__

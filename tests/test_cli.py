@@ -154,6 +154,7 @@ class TestSchema:
                 "object",
                 "previous_attributes",
                 "roles",
+                "api_version",
             ]
         )
 

@@ -38,7 +38,24 @@ class TestNormalize:
             "object": USER,
             "previous_attributes": {"email": "old@example.net"},
             "roles": ["student", "teacher"],
+            "api_version": "v3.0",
         }
+
+    def test_normalize_records_the_api_version(self) -> None:
+        """An event polled from v3.1 says so, and its object passes through byte for byte."""
+        raw = event(data={"object": {**USER, "lms_status": {"synced_in_lms": True}}})
+        message = msgspec.json.decode(encode(normalize(raw, "d", "v3.1")))
+        assert (message["api_version"], message["object"]["lms_status"]) == (
+            "v3.1",
+            {"synced_in_lms": True},
+        )
+
+    def test_messages_without_api_version_decode_as_v30(self) -> None:
+        """A message written before the field existed decodes with api_version v3.0."""
+        old = msgspec.json.decode(encode(normalize(event(), "d")))
+        del old["api_version"]
+        decoded = msgspec.json.decode(msgspec.json.encode(old), type=EventMessage)
+        assert decoded.api_version == "v3.0"
 
     def test_normalize_accepts_top_level_previous_attributes(self) -> None:
         """previous_attributes at the event's top level (spec-generated clients) is used too."""

@@ -1,4 +1,4 @@
-"""An aiohttp client for the parts of Clever's v3.0 API the relay calls (FACTS §2, §3).
+"""An aiohttp client for the parts of Clever's v3 API the relay calls (``/v3.0`` or ``/v3.1``).
 
 One :class:`CleverClient` per district token: it owns that token's rate-limit window and turns
 every HTTP outcome into either a decoded result or one of the relay's errors, so callers decide
@@ -43,7 +43,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 log = get_logger("clever")
 
-API_PREFIX = "/v3.0"
+DEFAULT_API_VERSION = "v3.0"
+"""``[clever] api_version`` when none is given; ``v3.1`` serves the same paths plus fields."""
 
 
 class PageTooLarge(PermanentError):
@@ -114,9 +115,13 @@ class CleverClient:
         token: str,
         timeout_s: float,
         rate_limit_reserve: int = 5,
+        api_version: str = DEFAULT_API_VERSION,
     ) -> None:
         self.session = session
         self.base_url = base_url.rstrip("/")
+        self.api_version = api_version
+        self.api_prefix = f"/{api_version}"
+        """Every path goes under this (``/v3.0`` or ``/v3.1``); the event ids are the same."""
         self.district = district
         self._headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
@@ -173,7 +178,7 @@ class CleverClient:
         return page.data[-1].data.id if page.data else None
 
     async def get_user(self, user_id: str) -> bytes:
-        """The raw JSON of one v3 user (the ``data`` of ``GET /v3.0/users/{id}``).
+        """The raw JSON of one v3 user (the ``data`` of ``GET /v3.x/users/{id}``).
 
         Raises:
             CleverError: transient failure; retry later.
@@ -202,7 +207,7 @@ class CleverClient:
         """One GET after the rate limiter allows it; 429 and transport failures raise."""
         await self.limiter.acquire()
         POLL_REQUESTS.labels(self.district).inc()
-        url = f"{self.base_url}{API_PREFIX}{path}"
+        url = f"{self.base_url}{self.api_prefix}{path}"
         try:
             async with self.session.get(
                 url, params=params, headers=self._headers, timeout=self._timeout

@@ -78,22 +78,24 @@ def page_end_cursor(page: EventsPage) -> str | None:
     return cursor
 
 
-def iter_batches(page: EventsPage, *, district: str, expected: str | None) -> Iterator[Batch]:
+def iter_batches(
+    page: EventsPage, *, district: str, expected: str | None, api_version: str = "v3.0"
+) -> Iterator[Batch]:
     """Normalize ``page`` lazily into batches chained from ``expected`` (none if no data).
 
     Call :func:`page_end_cursor` first: it guarantees every chunk has a cursor to move to.
     """
     EVENTS_POLLED.labels(district).inc(len(page.data))
     for start, end in chunk_bounds(len(page.data)):
-        batch = _build_batch(page.data[start:end], district, expected)
+        batch = _build_batch(page.data[start:end], district, expected, api_version)
         if batch.new_cursor is None:
             batch.new_cursor = _next_link_cursor(page)
         yield batch
         expected = batch.new_cursor
 
 
-def _normalize(raw: msgspec.Raw, district: str) -> EventMessage:
-    message = normalize(raw, district)
+def _normalize(raw: msgspec.Raw, district: str, api_version: str) -> EventMessage:
+    message = normalize(raw, district, api_version)
     if not is_event_id(message.id):
         raise InvalidEvent(f"invalid event id {message.id!r}")
     return message
@@ -115,7 +117,9 @@ def _last_usable_id(items: list[EventItem]) -> str | None:
     return None
 
 
-def _build_batch(items: list[EventItem], district: str, expected: str | None) -> Batch:
+def _build_batch(
+    items: list[EventItem], district: str, expected: str | None, api_version: str
+) -> Batch:
     """The hot path: no per-event dicts, no copy of the raw event; the record stays ``Raw``."""
     entries: list[bytes | str] = []
     dead: list[bytes | str] = []
@@ -123,7 +127,7 @@ def _build_batch(items: list[EventItem], district: str, expected: str | None) ->
     newest = ""
     for item in items:
         try:
-            message = _normalize(item.data, district)
+            message = _normalize(item.data, district, api_version)
         except InvalidEvent as exc:
             event_id = _lenient_id(item.data)
             dead.extend((event_id, exc.reason, bytes(item.data)))

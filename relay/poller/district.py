@@ -98,6 +98,7 @@ class DistrictPoller:
             token=token,
             timeout_s=cfg.clever.request_timeout_s,
             rate_limit_reserve=cfg.clever.rate_limit_reserve,
+            api_version=cfg.clever.api_version,
         )
         self.name = f"poller:{district.id}"
         self.limit = cfg.clever.page_limit
@@ -205,7 +206,12 @@ class DistrictPoller:
         ahead = fetched.end_cursor
         self._ahead.start(ahead, fetched.size_bytes, lambda: self._fetch(ahead))
         # Only the envelope stays referenced; each chunk's encodings are dropped once published.
-        for batch in iter_batches(fetched.page, district=self.id, expected=self.cursor):
+        for batch in iter_batches(
+            fetched.page,
+            district=self.id,
+            expected=self.cursor,
+            api_version=self.client.api_version,
+        ):
             await self.publish(batch)
             del batch
         self._redis_backoff.reset()

@@ -1,6 +1,7 @@
-"""Clever's v3.0 Data API lists and records, served from the district's current state.
+"""Clever's v3 Data API lists and records, served from the district's current state.
 
-``GET /v3.0/{users,schools,sections,courses,terms,districts}`` with the same paging as events
+``GET /v3.0/{users,schools,sections,courses,terms,districts}`` (and the same under ``/v3.1``,
+with v3.1's fields: :mod:`relay.simulator.versions`) with the same paging as events
 (``role`` filters users) and ``GET /v3.0/<type>/{id}``: what ``clever-relay sync`` and the
 translator's look-ups read. The answer is always the state after every event so far, so a sync
 taken at event E plus the events after E reproduce the live state.
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING
 import msgspec
 from aiohttp import web
 
-from relay.simulator import paging
+from relay.simulator import paging, versions
 from relay.simulator._http import district_of, json_error, parse_page
 from relay.simulator.context import SIM_KEY
 
@@ -47,7 +48,8 @@ async def list_records(request: web.Request) -> web.Response:
     last = store.ids[positions[-1]] if positions else None
     links = paging.links(request.path, list(request.query.items()), first, last)
     return web.Response(
-        body=paging.envelope(store.page_items(positions), links), content_type="application/json"
+        body=paging.envelope(store.page_items(positions, versions.version_of(request.path)), links),
+        content_type="application/json",
     )
 
 
@@ -63,7 +65,7 @@ def _has_role(store: Store, role: str) -> Callable[[int], bool]:
 async def get_record(request: web.Request) -> web.Response:
     """``GET /v3.0/<type>/{id}``: 404 ``{"message"}`` once deleted or never known."""
     record_id = request.match_info["id"]
-    body = _store(request).encoded(record_id)
+    body = _store(request).encoded(record_id, versions.version_of(request.path))
     if body is None:
         return json_error(404, f"{request.match_info['record_type']} {record_id} not found")
     links = msgspec.json.encode([{"rel": "self", "uri": request.path}])
@@ -75,5 +77,6 @@ async def get_record(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     """Register the Data API routes."""
     types = "|".join(LIST_TYPES)
-    app.router.add_get(f"/v3.0/{{record_type:{types}}}", list_records)
-    app.router.add_get(f"/v3.0/{{record_type:{types}}}/{{id}}", get_record)
+    for version in versions.VERSIONS:
+        app.router.add_get(f"/{version}/{{record_type:{types}}}", list_records)
+        app.router.add_get(f"/{version}/{{record_type:{types}}}/{{id}}", get_record)

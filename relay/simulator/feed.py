@@ -14,7 +14,7 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from relay.simulator import paging
+from relay.simulator import paging, versions
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -58,6 +58,8 @@ class Feed:
         self.arrivals: list[float] = []
         self._pos: dict[str, int] = {}
         self._by_type: dict[str, _TypeIndex] = {}
+        self._v31: dict[int, bytes] = {}
+        """v3.1 encodings, made on first request (:mod:`relay.simulator.versions`)."""
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -98,10 +100,19 @@ class Feed:
         """Position of the oldest event that arrived at or after ``cutoff`` (None: no retention)."""
         return 0 if cutoff is None else bisect_left(self.arrivals, cutoff)
 
-    def get(self, event_id: str, *, lo: int = 0) -> bytes | None:
+    def body(self, pos: int, version: str = versions.DEFAULT) -> bytes:
+        """The encoded event at ``pos`` as ``version`` serves it."""
+        if version == versions.DEFAULT:
+            return self.bodies[pos]
+        body = self._v31.get(pos)
+        if body is None:
+            body = self._v31[pos] = versions.upgrade_event(self.bodies[pos])
+        return body
+
+    def get(self, event_id: str, *, lo: int = 0, version: str = versions.DEFAULT) -> bytes | None:
         """The encoded event with this id, unless unknown or expired."""
         pos = self._pos.get(event_id)
-        return None if pos is None or pos < lo else self.bodies[pos]
+        return None if pos is None or pos < lo else self.body(pos, version)
 
     def check_cursor(self, event_id: str, *, lo: int) -> None:
         """Raise ``CursorLost`` unless ``event_id`` is a visible event of this feed."""
@@ -132,10 +143,13 @@ class Feed:
             return lambda i: school in schools[i]
         return lambda i: record_types[i] in types and school in schools[i]
 
-    def page_items(self, positions: list[int]) -> list[bytes]:
+    def page_items(self, positions: list[int], version: str = versions.DEFAULT) -> list[bytes]:
         """The encoded ``{"data": event, "uri": ...}`` items for these positions."""
-        ids, bodies = self.ids, self.bodies
+        ids = self.ids
+        uri = b',"uri":"/' + version.encode() + b"/events/"
+        if version == versions.DEFAULT:
+            bodies = self.bodies
+            return [b'{"data":' + bodies[i] + uri + ids[i].encode() + b'"}' for i in positions]
         return [
-            b'{"data":' + bodies[i] + b',"uri":"/v3.0/events/' + ids[i].encode() + b'"}'
-            for i in positions
+            b'{"data":' + self.body(i, version) + uri + ids[i].encode() + b'"}' for i in positions
         ]

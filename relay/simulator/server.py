@@ -1,9 +1,10 @@
-"""The aiohttp application: Clever's v3.0 Events API behind auth, rate limit and faults.
+"""The aiohttp application: Clever's v3 Events API behind auth, rate limit and faults.
 
-Request flow for ``/v3.0/*``: bearer token → district (401 ``{"message"}`` otherwise) → the
-token's fixed window (429 with an empty body once spent) → one fault draw → the handler →
-``X-RateLimit-*`` headers on every authenticated answer. Data API handlers live in
-``dataapi.py``, the unauthenticated ``/_sim`` control endpoints in ``control.py``.
+Every route is served under ``/v3.0`` and ``/v3.1`` (same ids; v3.1 adds fields:
+:mod:`relay.simulator.versions`). Request flow for ``/v3.x/*``: bearer token → district (401
+``{"message"}`` otherwise) → the token's fixed window (429 with an empty body once spent) → one
+fault draw → the handler → ``X-RateLimit-*`` headers on every authenticated answer. Data API
+handlers live in ``dataapi.py``, the unauthenticated ``/_sim`` control endpoints in ``control.py``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 import msgspec
 from aiohttp import web
 
-from relay.simulator import control, dataapi, paging
+from relay.simulator import control, dataapi, paging, versions
 from relay.simulator._http import DISTRICT_KEY, district_of, json_error, parse_page
 from relay.simulator.context import SIM_KEY, Simulator
 from relay.simulator.faults import malform
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from relay.simulator.ratelimit import Verdict
     from relay.simulator.world import District, World
 
-API_PREFIX = "/v3.0/"
+API_PREFIXES = tuple(f"/{version}/" for version in versions.VERSIONS)
 
 
 async def list_events(request: web.Request) -> web.Response:
@@ -52,7 +53,7 @@ async def list_events(request: web.Request) -> web.Response:
         if sim.options.cursor_lost == "404":
             state = "expired" if exc.expired else "not found"
             return json_error(404, f"event {exc.event_id} {state}")
-    items = feed.page_items(positions)
+    items = feed.page_items(positions, versions.version_of(request.path))
     sim.stats.events_served += len(items)
     sim.stats.token(district.id).events_served += len(items)
     first = feed.ids[positions[0]] if positions else None
@@ -65,7 +66,9 @@ async def get_event(request: web.Request) -> web.Response:
     """``GET /v3.0/events/{id}``."""
     sim, district = request.app[SIM_KEY], district_of(request)
     event_id = request.match_info["id"]
-    body = district.feed.get(event_id, lo=sim.first_visible(district.feed))
+    body = district.feed.get(
+        event_id, lo=sim.first_visible(district.feed), version=versions.version_of(request.path)
+    )
     if body is None:
         return json_error(404, f"event {event_id} not found")
     links = msgspec.json.encode([{"rel": "self", "uri": request.path}])
@@ -129,8 +132,8 @@ if TYPE_CHECKING:
 
 @web.middleware
 async def api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Auth, rate limit, faults and stats around every ``/v3.0`` request."""
-    if not request.path.startswith(API_PREFIX):
+    """Auth, rate limit, faults and stats around every ``/v3.0`` and ``/v3.1`` request."""
+    if not request.path.startswith(API_PREFIXES):
         return await handler(request)
     sim = request.app[SIM_KEY]
     sim.stats.requests += 1
@@ -172,8 +175,9 @@ def build_app(world: World, options: SimOptions) -> web.Application:
     """The simulator's aiohttp app (serve it with ``AppRunner`` or ``running_simulator``)."""
     app = web.Application(middlewares=[api_middleware])
     app[SIM_KEY] = Simulator(world, options)
-    app.router.add_get("/v3.0/events", list_events)
-    app.router.add_get("/v3.0/events/{id}", get_event)
+    for version in versions.VERSIONS:
+        app.router.add_get(f"/{version}/events", list_events)
+        app.router.add_get(f"/{version}/events/{{id}}", get_event)
     dataapi.add_routes(app)
     control.add_routes(app)
     if options.live_rate > 0:

@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from relay.simulator import paging
+from relay.simulator import paging, versions
 
 Record = dict[str, Any]
 RECORD_TYPES = ("districts", "schools", "terms", "courses", "sections", "users", "resources")
@@ -28,6 +28,7 @@ class Store:
         self.ids: list[str] = []
         self.objects: dict[str, Record] = {}
         self._encoded: dict[str, bytes] = {}
+        self._encoded_v31: dict[str, bytes] = {}
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -39,6 +40,7 @@ class Store:
             insort(self.ids, record_id)
         self.objects[record_id] = obj
         self._encoded.pop(record_id, None)
+        self._encoded_v31.pop(record_id, None)
 
     def remove(self, record_id: str) -> Record | None:
         """Delete a record; returns it (None if it was not there)."""
@@ -46,25 +48,29 @@ class Store:
         if obj is not None:
             del self.ids[bisect_left(self.ids, record_id)]
             self._encoded.pop(record_id, None)
+            self._encoded_v31.pop(record_id, None)
         return obj
 
-    def encoded(self, record_id: str) -> bytes | None:
-        """The record's JSON, encoded once per version."""
-        body = self._encoded.get(record_id)
+    def encoded(self, record_id: str, version: str = versions.DEFAULT) -> bytes | None:
+        """The record's JSON as ``version`` serves it, encoded once per record version."""
+        cache = self._encoded if version == versions.DEFAULT else self._encoded_v31
+        body = cache.get(record_id)
         if body is None:
             obj = self.objects.get(record_id)
             if obj is None:
                 return None
-            body = self._encoded[record_id] = _encode(obj)
+            if version != versions.DEFAULT:
+                obj = versions.upgrade(self.record_type, obj)
+            body = cache[record_id] = _encode(obj)
         return body
 
-    def page_items(self, positions: list[int]) -> list[bytes]:
+    def page_items(self, positions: list[int], version: str = versions.DEFAULT) -> list[bytes]:
         """Encoded ``{"data": record, "uri": ...}`` items for these positions of ``ids``."""
-        prefix = f"/v3.0/{self.record_type}/"
+        prefix = f"/{version}/{self.record_type}/"
         out = []
         for i in positions:
             record_id = self.ids[i]
-            body = self.encoded(record_id)
+            body = self.encoded(record_id, version)
             assert body is not None
             out.append(paging.item(body, prefix + record_id))
         return out

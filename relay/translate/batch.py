@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from relay import crosswalk
 from relay.logs import get_logger
 from relay.messages import CURSOR_LOST, EventMessage
 from relay.translate.ids import legacy_ids, parse_stream_id, stream_time, time_ms
@@ -174,8 +175,11 @@ class BatchTranslator:
         record_types: frozenset[str],
         max_deliveries: int,
         read_model: bool = False,
+        idmap_retention_s: float = crosswalk.DEFAULT_RETENTION_S,
     ) -> None:
         self.keys = keys
+        self.idmap_retention_s = idmap_retention_s
+        """How long deleted ID-crosswalk mappings stay resolvable (:mod:`relay.crosswalk`)."""
         self.read_model = read_model
         """Also keep the v2 read model (CONTRACT §9) in the same write as the legacy events."""
         self.store = store
@@ -362,6 +366,15 @@ class BatchTranslator:
             )
         for uid, legacy in tr.teacher_ids.items():
             write.put_teacher(msg.district, uid, legacy)
+        if item.user is not None:
+            crosswalk.record(
+                write,
+                self.keys,
+                msg.district,
+                item.user,
+                deleted=msg.action == "deleted",
+                keep_s=self.idmap_retention_s,
+            )
 
     @staticmethod
     def _dead_roles(

@@ -120,6 +120,7 @@ class Translator:
             max_deliveries=legacy.max_deliveries,
             # Configured v2 clients mean the v2 API is served (by this process or another).
             read_model=bool(cfg.v2api.clients),
+            idmap_retention_s=cfg.v2api.idmap_deleted_retention_s,
         )
         self.role = "standby"
         self.position: str | None = None

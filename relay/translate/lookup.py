@@ -1,11 +1,11 @@
 """Teacher legacy ids fetched from Clever's Data API when the store has never seen the user.
 
 v3 sections name teachers by v3 user id; v2 consumers need the teacher's legacy id (FACTS §6.6).
-The translator learns ids from the ``users.*`` events it translates; a section that names a
-teacher it has not seen (the relay started at ``latest``, or the teacher predates retention)
-costs one ``GET /v3.0/users/{id}`` with the district's token. Results are cached in the store by
-the caller. A failed look-up is never guessed around: the caller holds the section event back
-and retries it, because an event emitted with a wrong teacher id would be wrong forever.
+The translator learns ids from the ``users.*`` events it translates; a section that names a teacher
+it has not seen (the relay started at ``latest``, or the teacher predates retention) costs one
+``GET /v3.x/users/{id}`` (``[clever] api_version``) with the district's token. Results are cached
+in the store by the caller. A failed look-up is never guessed around: the caller holds the section
+event back and retries it, because an event emitted with a wrong teacher id would be wrong forever.
 """
 
 from __future__ import annotations
@@ -106,6 +106,7 @@ class TeacherLookup:
                     token=entry.resolve_token(),
                     timeout_s=self.cfg.clever.request_timeout_s,
                     rate_limit_reserve=self.cfg.clever.rate_limit_reserve,
+                    api_version=self.cfg.clever.api_version,
                 )
         raise ConfigError([f"clever.districts: district {district} is not configured"])
 

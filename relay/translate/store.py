@@ -25,6 +25,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from relay.crosswalk import LUA as CROSSWALK_LUA
 from relay.redis_client import is_cluster
 from relay.v2api.readmodel import LUA_FUNCTIONS
 
@@ -59,12 +60,15 @@ FENCED = -1
 #                                          event JSON is the preceding X's, by index
 #                                          (BatchWrite.read_model)
 #     'C' n cmd k arg1 .. arg(n-2)         redis.call(cmd, KEYS[k], arg1, ..): any other write
+#     'M' k3 k2 kx uid entry del now keep  the ID crosswalk's update of one user
+#                                          (relay.crosswalk: xw_apply)
 #
 # Ops of an entry at or below the stored position are skipped (effectively once); every entry
 # is acknowledged. To add a write, prefer 'C' (BatchWrite.command); add a dedicated op only if
 # it is hot enough for its packing to matter.
 _COMMIT = (
     LUA_FUNCTIONS
+    + CROSSWALK_LUA
     + """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 local group, legacy_max, dl_max = ARGV[2], ARGV[3], ARGV[4]
@@ -119,6 +123,14 @@ while i <= n do
         redis.call(ops[i + 2], KEYS[ops[i + 3]], unpack(ops, i + 4, i + 1 + nargs))
       end
       i = i + 2 + nargs
+    -- begin ID crosswalk (relay.crosswalk)
+    elseif op == 'M' then
+      if fresh then
+        xw_apply(KEYS[ops[i + 1]], KEYS[ops[i + 2]], KEYS[ops[i + 3]],
+          ops[i + 4], ops[i + 5], ops[i + 6], ops[i + 7], ops[i + 8])
+      end
+      i = i + 9
+    -- end ID crosswalk
     else
       return redis.error_reply('unknown batch op ' .. tostring(op))
     end
@@ -322,6 +334,20 @@ class BatchWrite:
         """
         packed = [blob(a) if isinstance(a, bytes) else a for a in args]
         self._op("C", len(args) + 2, name, self.key(key), *packed)
+
+    def crosswalk(
+        self,
+        keys: tuple[str, str, str],
+        *,
+        uid: str,
+        entry: str,
+        deleted: bool,
+        now: int,
+        keep: int,
+    ) -> None:
+        """The ID crosswalk's update of one user (op ``M``; :func:`relay.crosswalk.record`)."""
+        k3, k2, kx = (self.key(name) for name in keys)
+        self._op("M", k3, k2, kx, uid, entry, "1" if deleted else "0", now, keep)
 
     def packed(self) -> bytes:
         """The op list as the script's one MessagePack argument."""

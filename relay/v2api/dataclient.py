@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
 
-from relay.clever.client import API_PREFIX, CleverClient, PageTooLarge
+from relay.clever.client import CleverClient, PageTooLarge
 from relay.errors import CleverError
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ class DataClient(CleverClient):
         status, body = await self._get(path, params)
         if status == 413:
             raise PageTooLarge(int(params.get("limit", "0")))
-        self._raise_for_status(status, f"{API_PREFIX}{path}")
+        self._raise_for_status(status, f"{self.api_prefix}{path}")
         try:
             page = _page_decoder.decode(body)
         except msgspec.DecodeError as exc:

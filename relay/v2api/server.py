@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import partial
 from typing import TYPE_CHECKING
 
-from relay.v2api import data, events, v20
+from relay.v2api import data, events, idmap, v20
 from relay.v2api.auth import Authenticator
 from relay.v2api.context import V2_KEY, V2Context, guarded
 from relay.v2api.pages import PageScripts
@@ -47,3 +47,4 @@ def add_routes(app: web.Application, *, cfg: Config, redis: aioredis.Redis, keys
         router.add_get(base, guarded(obj(data.list_objects)))
         router.add_get(f"{base}/{{id}}", guarded(obj(data.get_object)))
         router.add_get(f"{base}/{{id}}/{{relation}}", guarded(obj(data.related)))
+    idmap.add_routes(app, cfg=cfg, redis=redis, keys=keys)

@@ -23,6 +23,7 @@ import aiohttp
 import msgspec
 
 from relay.clever.client import PageTooLarge, call_with_retries
+from relay.crosswalk import CrosswalkWriter
 from relay.errors import ConfigError, RelayError
 from relay.keys import Keys
 from relay.logs import get_logger
@@ -121,6 +122,9 @@ class DistrictSync:
         self.keys = Keys(cfg.redis.prefix)
         self.rk = ReadModelKeys(cfg.redis.prefix, district)
         self.writer = ReadModelWriter(redis, maxlen=cfg.redis.legacy_maxlen)
+        self.crosswalk = CrosswalkWriter(
+            redis, self.keys, keep_s=cfg.v2api.idmap_deleted_retention_s
+        )
         self.record_types = frozenset(cfg.legacy.record_types)
         self.counts: dict[str, int] = {}
 
@@ -216,7 +220,10 @@ class DistrictSync:
                 ops.append(op)
                 seen.setdefault(rt, []).append(str(op[3]))
                 self.counts[rt] = self.counts.get(rt, 0) + 1
-        await self._commit(record_type, ops, seen, learned, next_params, snapshots=snapshots)
+        users = records if record_type == "users" else []
+        await self._commit(
+            record_type, ops, seen, learned, next_params, snapshots=snapshots, users=users
+        )
 
     async def _commit(
         self,
@@ -227,9 +234,11 @@ class DistrictSync:
         next_params: dict[str, str] | None,
         *,
         snapshots: list[tuple[str, bytes, int]],
+        users: list[bytes],
     ) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
             await seed_snapshots(pipe, self.keys.users(self.district), snapshots)
+            await self.crosswalk.put(self.district, users, client=pipe)
             if ops:
                 args: list[Arg] = [self.writer.maxlen]
                 for op in ops:
@@ -310,6 +319,7 @@ async def run_sync(cfg: Config, district: str | None, *, progress: bool) -> int:
                         token=tokens[d.id],
                         timeout_s=cfg.clever.request_timeout_s,
                         rate_limit_reserve=cfg.clever.rate_limit_reserve,
+                        api_version=cfg.clever.api_version,
                     )
                     try:
                         await DistrictSync(cfg=cfg, redis=redis, client=client, district=d.id).run(
