@@ -121,6 +121,13 @@ class RedisSection(Base, frozen=True):
     """How often the maxmemory-policy and persistence checks run (CONTRACT §11)."""
     cluster: bool = False
     """Connect with the Redis Cluster client (the prefix must then carry a hash tag)."""
+    pipeline_max_connections: Annotated[int, Meta(ge=4, le=10000)] = 50
+    """Connections of the pipeline's pool (poller, translator, leases, webhooks)."""
+    api_max_connections: Annotated[int, Meta(ge=2, le=10000)] = 50
+    """Connections of the request side's pool (v2 API, /status, /metrics): a separate budget,
+    so API load can never take a connection the pipeline needs."""
+    pool_timeout_s: PositiveSeconds = 10.0
+    """How long a command waits for a free connection of its pool before failing."""
 
 
 class LegacySection(Base, frozen=True):
@@ -184,6 +191,11 @@ class V2ApiSection(Base, frozen=True):
     clients: list[V2Client] = msgspec.field(default_factory=list)
     default_limit: Annotated[int, Meta(ge=1, le=10000)] = 100
     """Page size when a request gives no ``limit`` (Clever's documented default)."""
+    max_concurrent_requests: Annotated[int, Meta(ge=1, le=10000)] = 40
+    """v2 requests served at once by this process; more are answered 503 with ``Retry-After``
+    before touching Redis. At most ``redis.api_max_connections`` (each holds one connection)."""
+    retry_after_s: Annotated[int, Meta(ge=1, le=3600)] = 1
+    """The ``Retry-After`` seconds of that 503."""
 
 
 class WebhookEndpoint(Base, frozen=True):

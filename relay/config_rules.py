@@ -207,6 +207,12 @@ def _check_v2api(cfg: Config) -> list[str]:
     )
     if "v2api" in cfg.relay.components and not cfg.v2api.clients:
         problems.append("v2api.clients: at least one client is required to serve the v2 API")
+    if cfg.v2api.max_concurrent_requests >= cfg.redis.api_max_connections:
+        # Each v2 request holds one connection; /status and /metrics need one more.
+        problems.append(
+            "v2api.max_concurrent_requests: must be below redis.api_max_connections"
+            f" ({cfg.redis.api_max_connections})"
+        )
     return problems
 
 

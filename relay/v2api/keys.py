@@ -77,6 +77,11 @@ class ReadModelKeys:
         """Index stream of the district's events related to one school."""
         return f"{self.base}:events:school:{school_id}"
 
+    def events_of_school_type(self, school_id: str, record_type: str) -> str:
+        """Index stream of the district's events of one record type related to one school
+        (so ``school`` with ``record_type`` reads one page, never a school's whole index)."""
+        return f"{self.base}:events:schooltype:{record_type}:{school_id}"
+
     def sync_seen(self, record_type: str) -> str:
         """Set of the ids a running sync has written (to drop the others at its end)."""
         return f"{self.base}:sync:seen:{record_type}"
