@@ -20,8 +20,16 @@ from typing import Annotated, Any, Literal, get_args
 import msgspec
 from msgspec import Meta
 
-from relay.config_rules import check_semantics, check_tree, is_whsec, read_secret
+from relay.config_rules import (
+    WHSEC_BYTES,
+    check_semantics,
+    check_tree,
+    is_whsec,
+    read_secret,
+    whsec_length,
+)
 from relay.errors import ConfigError
+from relay.logs import register_secret
 
 ENV_PREFIX = "RELAY__"
 CONFIG_ENV = "RELAY_CONFIG"
@@ -236,8 +244,17 @@ class WebhookEndpoint(Base, frozen=True):
             names=("secret_env", "secret_file"),
         )
         secrets = raw.split()
+        for secret in secrets:
+            register_secret(secret)
         if not secrets or not all(is_whsec(secret) for secret in secrets):
             raise ConfigError([f"{key}: secrets must be whsec_<base64>, space-separated"])
+        low, high = WHSEC_BYTES
+        for secret in secrets:
+            size = whsec_length(secret) or 0
+            if not low <= size <= high:
+                raise ConfigError(
+                    [f"{key}: a secret decodes to {size} bytes; {low} to {high} are required"]
+                )
         return secrets
 
 
