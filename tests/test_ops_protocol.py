@@ -77,8 +77,13 @@ class TestMalformedRequests:
         port = free_port()
         config = tmp_path / "relay.toml"
         _write_config(config, redis_url, port)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "relay", "run", "--config", str(config)],
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "relay",
+            "run",
+            "--config",
+            str(config),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env={**os.environ, "PYTHONUNBUFFERED": "1", "PROTO_V2_KEY": KEY},
@@ -88,7 +93,7 @@ class TestMalformedRequests:
             answers = [await _raw(port, request) for request in BAD_REQUESTS]
         finally:
             proc.send_signal(signal.SIGTERM)
-            stdout, stderr = await asyncio.to_thread(proc.communicate, timeout=60)
+            stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout=60)
         heads = [answer.split(b"\r\n", 1)[0] for answer in answers]
         bodies = [answer.split(b"\r\n\r\n", 1)[1] for answer in answers]
         assert heads == [

@@ -15,9 +15,10 @@ from relay.ops.server import build_app
 from relay.ops.status import StatusSource
 from relay.redis_client import create_redis
 from relay.translate.rules import LegacyOut, encode_legacy_event
-from relay.v2api.context import V2_KEY
+from relay.v2api.context import V2_KEY, Limiter
 from relay.v2api.readmodel import ReadModelWriter, event_op
 from relay.v2api.server import add_routes
+from tests.test_poller import wait_for
 from tests.test_v2api_events import CREATED, DISTRICT, EVENTS, KEY, PREFIX, SCHOOL_A, lid
 
 if TYPE_CHECKING:
@@ -194,21 +195,23 @@ class TestBulkheads:
         ``Retry-After`` at once; after the pause both kinds succeed again."""
         client = await make_client(redis_client, aiohttp_client, max_concurrent=1)
         await write(redis_client, EVENTS)
-        limiter = client.app[V2_KEY].limiter
+        limiter: Limiter = client.app[V2_KEY].limiter
         # Page scripts are not read-only, so a WRITE pause holds them (and only them).
-        await redis_client.execute_command("CLIENT", "PAUSE", "120000", "WRITE")
+        await redis_client.client_pause(120_000, all=False)
         try:
             stuck = asyncio.create_task(get(client, "/v2.1/events?limit=2"))
-            async with asyncio.timeout(60):
-                while limiter.in_flight == 0:
-                    await asyncio.sleep(0.01)
+
+            async def entered() -> bool:
+                return limiter.in_flight == 1
+
+            await wait_for(entered, timeout_s=60)
             async with client.get(
                 "/v2.1/events", headers={"Authorization": f"Bearer {KEY}"}
             ) as resp:
                 refused = (resp.status, resp.headers.get("Retry-After"), await resp.json())
             assert not stuck.done()
         finally:
-            await redis_client.execute_command("CLIENT", "UNPAUSE")
+            await redis_client.client_unpause()
         assert refused == (503, "1", {"message": "too many requests in flight, retry later"})
         assert (await stuck)[0] == 200
         assert (await get(client, "/v2.1/events?limit=1"))[0] == 200
@@ -221,7 +224,11 @@ class TestBulkheads:
         small = create_redis(cfg.redis, max_connections=2)
         other = create_redis(cfg.redis)
         try:
-            waiting = [asyncio.create_task(small.blpop(["pool:q"], timeout=60)) for _ in range(6)]
+
+            async def pop() -> Any:
+                return await small.blpop(["pool:q"], timeout=60)
+
+            waiting = [asyncio.create_task(pop()) for _ in range(6)]
             await other.rpush("pool:q", *[str(n) for n in range(6)])
             got = await asyncio.wait_for(asyncio.gather(*waiting), timeout=60)
         finally:
