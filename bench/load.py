@@ -103,17 +103,6 @@ def write_config(directory: Path, sim: SimProc, redis: RedisProc, http: int, hoo
     return path
 
 
-def wait_until(done: Any, relay: subprocess.Popen[bytes], what: str) -> None:
-    """Poll ``done()`` until true; fail if the relay died or it takes too long."""
-    deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
-    while not done():
-        if relay.poll() is not None:
-            raise RuntimeError(f"relay exited with {relay.returncode} while waiting for {what}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
 def legacy_entries(redis: RedisProc) -> list[dict[bytes, bytes]]:
     """Every entry of every legacy stream."""
     client = redis.client()
@@ -134,16 +123,28 @@ def expected_webhooks(redis: RedisProc) -> Counter[str]:
     )
 
 
-def caught_up(redis: RedisProc, sim: SimProc, receiver: Receiver) -> Any:
-    """A check: poller at the simulator's end, translator at the stream's, webhooks all in."""
+async def wait_caught_up(
+    redis: RedisProc, sim: SimProc, receiver: Receiver, relay: subprocess.Popen[bytes], what: str
+) -> None:
+    """Until the poller is at the simulator's end, the translator at the stream's and every
+    subscribed legacy event is delivered; fails if the relay dies or it takes too long."""
     client = redis.client()
     polled = poller_done(client, sim.districts())
     translated = translator_done(client)
 
-    def done() -> bool:
-        return polled() and translated() and receiver.seen == expected_webhooks(redis)
+    def pipeline_done() -> Counter[str] | None:
+        return expected_webhooks(redis) if polled() and translated() else None
 
-    return done
+    deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
+    while True:
+        expected = await asyncio.to_thread(pipeline_done)
+        if expected is not None and receiver.seen == expected:
+            return
+        if relay.poll() is not None:
+            raise RuntimeError(f"relay exited with {relay.returncode} while waiting for {what}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.2)
 
 
 async def client_loop(session: aiohttp.ClientSession, base: str, tally: Tally, end: float) -> None:
@@ -306,12 +307,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     config = write_config(workdir, sim, redis, http, receiver.port)
     relay = start_relay(config, log_path)
     try:
-        done = caught_up(redis, sim, receiver)
-        await asyncio.to_thread(wait_until, done, relay, "the backlog")
+        await wait_caught_up(redis, sim, receiver, relay, "the backlog")
         base = f"http://127.0.0.1:{http}"
         tally, appended = await load(base, sim, args.clients, args.seconds, args.live)
-        done = caught_up(redis, sim, receiver)
-        await asyncio.to_thread(wait_until, done, relay, "the catch-up after the load")
+        await wait_caught_up(redis, sim, receiver, relay, "the catch-up after the load")
         verdict = judge(redis, sim, receiver, log_path)
     finally:
         exit_code = stop_process(relay)
