@@ -9,6 +9,7 @@ import msgspec
 import pytest
 
 from relay.config import validate
+from relay.errors import ConfigError
 from relay.health import Health
 from relay.keys import Keys
 from relay.ops.server import build_app
@@ -235,3 +236,17 @@ class TestBulkheads:
             await small.aclose()
             await other.aclose()
         assert sorted(value for _, value in got) == [str(n).encode() for n in range(6)]
+
+    def test_the_request_bound_must_leave_api_connections_spare(self) -> None:
+        """check-config refuses a v2 request bound that could use every API connection."""
+        with pytest.raises(ConfigError) as info:
+            validate(
+                {
+                    "relay": {"components": ["http"]},
+                    "redis": {"api_max_connections": 20},
+                    "v2api": {"max_concurrent_requests": 20},
+                }
+            )
+        assert info.value.problems == [
+            "v2api.max_concurrent_requests: must be below redis.api_max_connections (20)"
+        ]
