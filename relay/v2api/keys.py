@@ -12,8 +12,9 @@ them from that one string (with a hash-tagged prefix they stay in one cluster sl
   at object ``<rt>/<id>`` (a school's students, a student's contacts, a teacher's sections ...);
 - ``<base>:events``: stream of the district's legacy events, entry id derived from the legacy
   id (:func:`stream_id`), fields ``type`` and ``data`` (the v2 event JSON);
-- ``<base>:events:<rt>`` and ``<base>:events:school:<id>``: index streams (same entry ids,
-  field ``r`` = record type) for the ``record_type`` and ``school`` filters;
+- ``<base>:events:<rt>``, ``<base>:events:school:<id>`` and
+  ``<base>:events:schooltype:<rt>:<id>``: index streams (same entry ids, field ``r`` = record
+  type) for the ``record_type`` and ``school`` filters and the two together;
 - ``<base>:idmap``: hash ``<rt>:<v2 id>`` → v3 user id and ``v3:<rt>:<v3 id>`` → v2 id;
 - ``<base>:sync``: hash of a running sync's progress (resumable after a crash).
 """
