@@ -33,7 +33,7 @@ from relay.v2api.readmodel import ReadModelWriter, event_op, put_op
 
 PREFIX = "bench"
 DISTRICT = "5a0c91b95c7cc000010d417c"
-KEY = "bench-v2-key"
+KEY = "bench-v2-key-0123456789abcdefghijklmnop"
 SCHOOLS = [f"5a25ff950a5f6211090000{i:02x}" for i in range(10)]
 
 

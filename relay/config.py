@@ -20,8 +20,16 @@ from typing import Annotated, Any, Literal, get_args
 import msgspec
 from msgspec import Meta
 
-from relay.config_rules import check_semantics, check_tree, is_whsec, read_secret
+from relay.config_rules import (
+    WHSEC_BYTES,
+    check_semantics,
+    check_tree,
+    is_whsec,
+    read_secret,
+    whsec_length,
+)
 from relay.errors import ConfigError
+from relay.logs import register_secret
 
 ENV_PREFIX = "RELAY__"
 CONFIG_ENV = "RELAY_CONFIG"
@@ -124,6 +132,13 @@ class RedisSection(Base, frozen=True):
     """How often the maxmemory-policy and persistence checks run (CONTRACT §11)."""
     cluster: bool = False
     """Connect with the Redis Cluster client (the prefix must then carry a hash tag)."""
+    pipeline_max_connections: Annotated[int, Meta(ge=4, le=10000)] = 50
+    """Connections of the pipeline's pool (poller, translator, leases, webhooks)."""
+    api_max_connections: Annotated[int, Meta(ge=2, le=10000)] = 50
+    """Connections of the request side's pool (v2 API, /status, /metrics): a separate budget,
+    so API load can never take a connection the pipeline needs."""
+    pool_timeout_s: PositiveSeconds = 10.0
+    """How long a command waits for a free connection of its pool before failing."""
 
 
 class LegacySection(Base, frozen=True):
@@ -190,6 +205,11 @@ class V2ApiSection(Base, frozen=True):
     idmap_deleted_retention_s: PositiveSeconds = 90 * 86400.0
     """How long a deleted user's (or replaced ``legacy_id``'s) ID-crosswalk mapping stays
     resolvable, flagged deleted (``docs/migration.md``)."""
+    max_concurrent_requests: Annotated[int, Meta(ge=1, le=10000)] = 40
+    """v2 requests served at once by this process; more are answered 503 with ``Retry-After``
+    before touching Redis. At most ``redis.api_max_connections`` (each holds one connection)."""
+    retry_after_s: Annotated[int, Meta(ge=1, le=3600)] = 1
+    """The ``Retry-After`` seconds of that 503."""
 
 
 class WebhookEndpoint(Base, frozen=True):
@@ -230,8 +250,17 @@ class WebhookEndpoint(Base, frozen=True):
             names=("secret_env", "secret_file"),
         )
         secrets = raw.split()
+        for secret in secrets:
+            register_secret(secret)
         if not secrets or not all(is_whsec(secret) for secret in secrets):
             raise ConfigError([f"{key}: secrets must be whsec_<base64>, space-separated"])
+        low, high = WHSEC_BYTES
+        for secret in secrets:
+            size = whsec_length(secret) or 0
+            if not low <= size <= high:
+                raise ConfigError(
+                    [f"{key}: a secret decodes to {size} bytes; {low} to {high} are required"]
+                )
         return secrets
 
 

@@ -29,19 +29,27 @@ OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
 WHSEC = re.compile(r"^whsec_[A-Za-z0-9+/]+={0,2}$")
 
 
+WHSEC_BYTES = (24, 64)
+"""Decoded length range of a signing secret, as Standard Webhooks asks."""
+
+
 def is_whsec(secret: str) -> bool:
     """True for ``whsec_<base64>`` whose base64 part decodes (the shape alone can be unpaddable).
 
     Checked at load time so that a bad secret is a config error (exit 2, naming the key), not
     a ``binascii.Error`` when the webhooks component starts.
     """
+    return whsec_length(secret) is not None
+
+
+def whsec_length(secret: str) -> int | None:
+    """The decoded length of a ``whsec_<base64>`` secret; None when it is not one."""
     if not WHSEC.match(secret):
-        return False
+        return None
     try:
-        base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+        return len(base64.b64decode(secret.removeprefix("whsec_"), validate=True))
     except binascii.Error:
-        return False
-    return True
+        return None
 
 
 def read_secret(
@@ -207,6 +215,12 @@ def _check_v2api(cfg: Config) -> list[str]:
     )
     if "v2api" in cfg.relay.components and not cfg.v2api.clients:
         problems.append("v2api.clients: at least one client is required to serve the v2 API")
+    if cfg.v2api.max_concurrent_requests >= cfg.redis.api_max_connections:
+        # Each v2 request holds one connection; /status and /metrics need one more.
+        problems.append(
+            "v2api.max_concurrent_requests: must be below redis.api_max_connections"
+            f" ({cfg.redis.api_max_connections})"
+        )
     return problems
 
 

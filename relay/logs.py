@@ -21,17 +21,24 @@ REDACTED = "[REDACTED]"
 _SECRET_KEYS = re.compile(r"token|authorization|password|secret|api_key", re.IGNORECASE)
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:@/\s]*):[^@/\s]+@")
 _secrets: set[str] = set()
+_ordered: list[str] = []
 
 
 def register_secret(value: str) -> None:
-    """Remember a secret value so it is scrubbed from every later log line."""
-    if len(value) >= 4:
+    """Remember a secret value so it is scrubbed from every later log line.
+
+    Whatever its length: a short secret is a weak one, refused by check-config where the relay
+    sets the rules (v2 keys, webhook secrets), but still never written in clear.
+    """
+    if value and value not in _secrets:
         _secrets.add(value)
+        # Longest first, so a secret contained in another cannot leave part of it behind.
+        _ordered[:] = sorted(_secrets, key=len, reverse=True)
 
 
 def scrub(text: str) -> str:
     """Replace every registered secret and URL password in ``text``."""
-    for secret in _secrets:
+    for secret in _ordered:
         if secret in text:
             text = text.replace(secret, REDACTED)
     return _URL_PASSWORD.sub(rf"\g<scheme>\g<user>:{REDACTED}@", text)

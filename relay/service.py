@@ -136,6 +136,8 @@ class Service:
         for district in cfg.clever.districts:
             logs.register_secret(district.resolve_token())
         redis = create_redis(cfg.redis)
+        # The request side's own pool: API load cannot take the pipeline's connections.
+        api_redis = create_redis(cfg.redis, max_connections=cfg.redis.api_max_connections)
         timeout = aiohttp.ClientTimeout(total=cfg.clever.request_timeout_s)
         session = aiohttp.ClientSession(
             timeout=timeout, headers={"User-Agent": f"clever-relay/{__version__}"}
@@ -149,7 +151,7 @@ class Service:
                     cfg, redis=redis, session=session, health=self.health, keys=self.keys
                 )
             if {"http", "v2api"} & set(cfg.relay.components):
-                ops = await self._start_ops(redis)
+                ops = await self._start_ops(redis, api_redis)
             log.info(
                 "relay_started",
                 version=__version__,
@@ -161,18 +163,25 @@ class Service:
         finally:
             await session.close()
             await redis.aclose()
+            await api_redis.aclose()
             if ops is not None:
                 await ops.stop()
             log.info("relay_stopped", failed=self.failed)
 
-    async def _start_ops(self, redis: aioredis.Redis) -> Any:
+    async def _start_ops(self, redis: aioredis.Redis, api_redis: aioredis.Redis) -> Any:
+        """The ops server: /readyz pings with the pipeline's client (it reports the pipeline's
+        health), /status, /metrics and the v2 API use the request side's."""
         from relay.ops.server import OpsServer
+        from relay.ops.status import StatusSource
 
-        ops = OpsServer(cfg=self.cfg, redis=redis, health=self.health, status=self.status)
+        status = StatusSource(
+            cfg=self.cfg, redis=api_redis, health=self.health, components=self.status
+        )
+        ops = OpsServer(cfg=self.cfg, redis=redis, health=self.health, status=status)
         if "v2api" in self.cfg.relay.components:
             from relay.v2api.server import add_routes
 
-            add_routes(ops.app, cfg=self.cfg, redis=redis, keys=self.keys)
+            add_routes(ops.app, cfg=self.cfg, redis=api_redis, keys=self.keys)
         await ops.start()
         return ops
 

@@ -14,6 +14,8 @@ from relay.cli import build_parser, main
 from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
+WH_SECRET = "whsec_Y2hlY2stY29uZmlnLXdlYmhvb2stc2VjcmV0LTAwMDE="
+"""A valid signing secret (32 bytes once decoded)."""
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -101,11 +103,24 @@ class TestCheckConfig:
             "check-config",
             "--config",
             str(path),
-            env={"CHECK_WH_SECRET": "whsec_YWJj", "CHECK_V2_KEY": "k" * 32},
+            env={"CHECK_WH_SECRET": WH_SECRET, "CHECK_V2_KEY": "k" * 32},
         )
         assert (ok.returncode, ok.stdout) == (
             0,
             "config ok: 0 district(s), components webhooks, v2api\n",
+        )
+        weak = run_cli(
+            "check-config",
+            "--config",
+            str(path),
+            env={"CHECK_WH_SECRET": "whsec_YQ==", "CHECK_V2_KEY": "a"},
+        )
+        assert (weak.returncode, weak.stderr.splitlines()) == (
+            2,
+            [
+                "webhooks.endpoints[hook]: a secret decodes to 1 bytes; 24 to 64 are required",
+                "v2api.clients[lms]: key too short (1 characters, at least 32)",
+            ],
         )
 
     def test_check_config_uses_relay_config_variable(self) -> None:
@@ -166,7 +181,7 @@ class TestWebhooksCommands:
             '[relay]\ncomponents = ["webhooks"]\n'
             f'[redis]\nurl = "{redis_url}"\nprefix = "clitest"\n'
             '[[webhooks.endpoints]]\nname = "roster"\nurl = "http://127.0.0.1:9/hook"\n'
-            'topics = ["students.*"]\nsecret = "whsec_c2VjcmV0"\n'
+            f'topics = ["students.*"]\nsecret = "{WH_SECRET}"\n'
         )
         return path
 

@@ -193,13 +193,20 @@ class TestDistrictToken:
         assert "super-secret-token" not in repr(Config(clever=CleverSection(districts=[district])))
 
 
+ROTATION = [
+    "whsec_cm90YXRpb24tc2VjcmV0LW51bWJlci1vbmUtMDAwMQ==",
+    "whsec_cm90YXRpb24tc2VjcmV0LW51bWJlci10d28tMDAwMg==",
+]
+"""Two valid signing secrets (31 bytes each once decoded)."""
+
+
 class TestWebhookSecrets:
     def test_resolve_secrets_accepts_rotation_pair(self) -> None:
         """Two valid whsec_ secrets, space-separated, are both returned."""
         endpoint = WebhookEndpoint(
-            name="e", url="http://h/", topics=["*"], secret="whsec_YWJj whsec_ZGVmZw=="
+            name="e", url="http://h/", topics=["*"], secret=f"{ROTATION[0]} {ROTATION[1]}"
         )
-        assert endpoint.resolve_secrets() == ["whsec_YWJj", "whsec_ZGVmZw=="]
+        assert endpoint.resolve_secrets() == ROTATION
 
     def test_resolve_secrets_rejects_undecodable_base64(self) -> None:
         """A secret shaped like whsec_<base64> that does not decode is a config error."""
@@ -208,4 +215,23 @@ class TestWebhookSecrets:
             endpoint.resolve_secrets()
         assert info.value.problems == [
             "webhooks.endpoints[e]: secrets must be whsec_<base64>, space-separated"
+        ]
+
+    @pytest.mark.parametrize(
+        ("secret", "size"),
+        [
+            ("whsec_YQ==", 1),
+            ("whsec_c2hvcnQtc2VjcmV0LTIzLWJ5dGVzISE=", 23),
+            ("whsec_" + "eHh4" * 21 + "eHg=", 65),
+        ],
+    )
+    def test_resolve_secrets_rejects_weak_or_oversized_secrets(
+        self, secret: str, size: int
+    ) -> None:
+        """A secret decoding to fewer than 24 or more than 64 bytes is refused, naming the key."""
+        endpoint = WebhookEndpoint(name="e", url="http://h/", topics=["*"], secret=secret)
+        with pytest.raises(ConfigError) as info:
+            endpoint.resolve_secrets()
+        assert info.value.problems == [
+            f"webhooks.endpoints[e]: a secret decodes to {size} bytes; 24 to 64 are required"
         ]

@@ -56,6 +56,17 @@ class TestLogs:
         assert second["token"] == "[REDACTED]"
         assert second["redis"] == "redis://user:[REDACTED]@redis:6379/0"
 
+    def test_logs_scrub_secrets_of_any_length_longest_first(self) -> None:
+        """A one-character secret is scrubbed too, and one inside a longer secret leaves no
+        part of the longer one behind."""
+        out = io.StringIO()
+        logs.configure(level="info", stream=out, cache=False)
+        logs.register_secret("\u2603")
+        logs.register_secret("\u2604\u2603\u2604\u2604")
+        logs.get_logger("test").info("secrets", a="x\u2603y", b="<\u2604\u2603\u2604\u2604>")
+        (line,) = lines(out)
+        assert (line["a"], line["b"]) == ("x[REDACTED]y", "<[REDACTED]>")
+
     @pytest.mark.parametrize("level", ["debug", "info", "warning", "error"])
     def test_logs_level_filtering(self, level: str) -> None:
         """Only messages at or above the configured level are written."""

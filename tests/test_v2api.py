@@ -51,7 +51,7 @@ DEFINITIONS = {
 
 def v2_key(district: str) -> str:
     """The relay-issued v2 key of a district in these tests."""
-    return f"v2key-{district}"
+    return f"v2key-{district}-0123456789abcdefghijklmnopqrstuv"
 
 
 def make_cfg(redis_url: str, sim: RunningSimulator) -> Config:

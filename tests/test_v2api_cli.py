@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
 ROOT = Path(__file__).resolve().parents[1]
-KEY = "v2-key-for-the-cli-test"
+KEY = "v2-key-for-the-cli-test-0123456789abcdef"
 
 
 def write_config(path: Path, *, redis_url: str, base_url: str, world: World, port: int) -> None:

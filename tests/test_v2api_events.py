@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 PREFIX = "t"
 DISTRICT = "d1"
-KEY = "v2key"
+KEY = "v2key-for-the-events-tests-0123456789"
 SCHOOL_A, SCHOOL_B = "school_a", "school_b"
 CREATED = "2026-01-01T00:00:00.000Z"
 

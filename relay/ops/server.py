@@ -14,7 +14,9 @@ objects live under typed ``web.AppKey``\\ s. Endpoints (CONTRACT §7):
 
 A failing handler answers 500 ``{"error": "internal error"}`` (``{"message": ...}``, Clever's
 shape, under ``/v2.*``) and logs the exception; a
-traceback never reaches the client.
+traceback never reaches the client. Unknown paths and wrong methods answer 404/405 in the same
+JSON shapes, and requests too malformed to reach the application are answered and logged by
+:mod:`relay.ops.protocol`.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from relay.config import Config
 from relay.health import Health
 from relay.logs import get_logger, scrub
 from relay.metrics import REGISTRY
+from relay.ops.protocol import ProtocolLogger, Runner
 from relay.ops.status import StatusSource, describe_redis_error, readiness_reasons
 
 if TYPE_CHECKING:
@@ -100,19 +103,29 @@ async def get_status(request: web.Request) -> web.Response:
     return web.Response(text=text, content_type="application/json")
 
 
+def _error(request: web.Request, status: int, message: str) -> web.Response:
+    """The JSON error body: Clever's ``{"message"}`` under ``/v2.*``, ``{"error"}`` elsewhere."""
+    key = "message" if request.path.startswith("/v2.") else "error"
+    return _json({key: message}, status=status)
+
+
 @web.middleware
 async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn an unexpected exception into a bare 500: never send a traceback."""
+    """Turn an unexpected exception into a bare 500 (never a traceback), and aiohttp's
+    text/plain 4xx (unknown path, wrong method) into JSON."""
     try:
         return await handler(request)
-    except web.HTTPException:
-        raise
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = _error(request, exc.status, exc.reason.lower())
+        if isinstance(exc, web.HTTPMethodNotAllowed):
+            response.headers["Allow"] = ",".join(sorted(exc.allowed_methods))
+        return response
     except Exception:
         log.exception("ops_request_failed", path=request.path)
-        if request.path.startswith("/v2."):
-            # Clever's InternalError shape, so a v2 client's error handling keeps working.
-            return _json({"message": "internal error"}, status=500)
-        return _json({"error": "internal error"}, status=500)
+        # Under /v2.*, Clever's InternalError shape, so a v2 client's error handling works.
+        return _error(request, 500, "internal error")
 
 
 def build_app(
@@ -173,8 +186,12 @@ class OpsServer:
 
     async def start(self) -> None:
         """Bind and serve; raises ``OSError`` (after cleaning up) when the port is taken."""
-        runner = web.AppRunner(
-            self.app, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S
+        runner = Runner(
+            self.app,
+            handle_signals=False,
+            access_log=None,
+            shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+            logger=ProtocolLogger(),
         )
         await runner.setup()
         try:

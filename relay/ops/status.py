@@ -26,6 +26,7 @@ from relay import __version__
 from relay.district_leases import lease_holder
 from relay.keys import Keys
 from relay.metrics import DISTRICT_LAG, REGISTRY, TRANSLATOR_LAG, TRANSLATOR_PENDING
+from relay.translate.group import group_lag
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -300,13 +301,13 @@ class StatusSource:
             return missing
         for group in groups:
             if _text(group["name"]) == name:
-                lag = group.get("lag")
+                lag = await group_lag(self._redis, self._keys.events, group)
                 return GroupStatus(
                     name=name,
                     exists=True,
                     consumers=int(group["consumers"]),
                     pending=int(group["pending"]),
-                    lag=None if lag is None else int(lag),
+                    lag=lag,
                     last_delivered_id=_text(group["last-delivered-id"]),
                 )
         return missing

@@ -53,7 +53,7 @@ from relay.metrics import (
 )
 from relay.throttle import Throttle
 from relay.translate.batch import BatchTranslator, Outcome, Prepared
-from relay.translate.group import NEW, PENDING, Fenced, GroupReader, is_nogroup
+from relay.translate.group import NEW, PENDING, Fenced, GroupReader, group_lag, is_nogroup
 from relay.translate.ids import parse_stream_id
 from relay.translate.lookup import TeacherLookup
 from relay.translate.store import FENCED, Store
@@ -411,6 +411,4 @@ class Translator:
         for info in await self.reader.redis.xinfo_groups(self.reader.stream):
             if info["name"].decode() == self.cfg.legacy.group:
                 TRANSLATOR_PENDING.set(int(info["pending"]))
-                lag = info.get("lag")
-                if lag is not None:
-                    TRANSLATOR_LAG.set(int(lag))
+                TRANSLATOR_LAG.set(await group_lag(self.reader.redis, self.reader.stream, info))

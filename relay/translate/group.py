@@ -186,3 +186,27 @@ class GroupReader:
     async def wait_for_new(self, after_id: str, block_ms: int) -> None:
         """Block until an entry newer than ``after_id`` exists or ``block_ms`` passes."""
         await self.redis.xread({self.stream: after_id}, count=1, block=block_ms)
+
+
+LAG_COUNT_CAP = 10_000
+"""Entries counted at most when Redis cannot say a group's lag (a larger lag reads as this)."""
+_COUNT_AFTER = """
+return #redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])
+"""
+
+
+async def group_lag(redis: aioredis.Redis, stream: str, info: dict[Any, Any]) -> int:
+    """The group's lag: entries of ``stream`` after its last-delivered id.
+
+    ``info`` is the group's ``XINFO GROUPS`` row. Redis reports ``lag`` from its
+    entries-read counter, which it does not keep across a restart from the AOF: it answers nil
+    until the group reads again, and a gauge set only from that value keeps its pre-restart
+    figure. Then the entries after the last-delivered id are counted inside Redis (up to
+    :data:`LAG_COUNT_CAP`), which is right whatever Redis remembers.
+    """
+    lag = info.get("lag")
+    if lag is not None:
+        return int(lag)
+    after = _text(info["last-delivered-id"])
+    counted = await redis.eval(_COUNT_AFTER, 1, stream, after, LAG_COUNT_CAP)
+    return int(counted)

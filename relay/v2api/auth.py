@@ -19,6 +19,21 @@ if TYPE_CHECKING:
     from relay.config import Config
 
 
+MIN_KEY_LENGTH = 32
+"""Characters a v2 key has at least (a guessable key would open a district's data)."""
+
+
+def _key_problem(key: str, clever: set[str]) -> str | None:
+    """What is wrong with a configured v2 key (never quoting it), or None."""
+    if not key:
+        return "empty key"
+    if key in clever:
+        return "the key must not be a Clever token"
+    if len(key) < MIN_KEY_LENGTH:
+        return f"key too short ({len(key)} characters, at least {MIN_KEY_LENGTH})"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class _Client:
     name: str
@@ -37,7 +52,8 @@ class Authenticator:
         """Resolve every ``[[v2api.clients]]`` key (registered as secrets for the logs).
 
         Raises:
-            ConfigError: a key is missing, empty, or equal to a Clever district token.
+            ConfigError: a key is missing, empty, shorter than :data:`MIN_KEY_LENGTH`, or equal
+                to a Clever district token (one line per key).
         """
         clever = set()
         for district in cfg.clever.districts:
@@ -46,18 +62,17 @@ class Authenticator:
             except ConfigError:
                 continue
         clients = []
+        problems: list[str] = []
         for client in cfg.v2api.clients:
             # Surrounding whitespace (a newline in an environment variable) can never arrive in
             # a header, so a key kept with it would refuse every request.
             key = client.resolve_token().strip()
-            if not key:
-                raise ConfigError([f"v2api.clients[{client.name}]: empty key"])
-            if key in clever:
-                raise ConfigError(
-                    [f"v2api.clients[{client.name}]: the key must not be a Clever token"]
-                )
             register_secret(key)
+            if problem := _key_problem(key, clever):
+                problems.append(f"v2api.clients[{client.name}]: {problem}")
             clients.append((client.name, client.district, key))
+        if problems:
+            raise ConfigError(problems)
         return cls(clients)
 
     def district(self, authorization: str | None) -> str | None:

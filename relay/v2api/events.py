@@ -1,10 +1,11 @@
 """``GET /v2.0/events``, ``/v2.1/events`` and ``/v2.1/events/{id}`` from the district's index.
 
 Without filters a page is one ``XRANGE`` on ``<base>:events`` (entry ids mirror legacy ids, see
-:func:`relay.v2api.keys.stream_id`). ``record_type`` merges the per-type index streams (each
-read at most ``limit`` entries), ``school`` reads that school's index stream (filtered by type
-when both are given); then the events' JSON comes from ``<base>:events`` by entry id, in one
-pipeline. No request reads more than a page's worth per index, so none scans the district.
+:func:`relay.v2api.keys.stream_id`). ``record_type`` merges the per-type index streams,
+``school`` reads that school's index stream, and both merge the school's per-type index
+streams (each read at most ``limit`` entries, in one pipeline); then the events' JSON comes
+from ``<base>:events`` by entry id. No request reads more than a page's worth per index, so
+none scans the district or a school.
 """
 
 from __future__ import annotations
@@ -36,8 +37,6 @@ if TYPE_CHECKING:
 RECORD_TYPES: tuple[str, ...] = ALL_RECORD_TYPES
 """The ``record_type`` values v2 consumers may filter on: the legacy streams' record types."""
 ALIASES = {"district_admins": "districtadmins", "school_admins": "schooladmins"}
-SCAN_CHUNK = 1000
-"""Entries read per round while filtering a school's index by record type."""
 
 
 def _sort_key(entry_id: str) -> tuple[int, int]:
@@ -54,6 +53,10 @@ def _bounds(page: Page) -> tuple[str, str]:
             hi = "(" + stream_id(page.ending_before)
     except ValueError:
         raise PageError(400, "starting_after and ending_before must be event ids") from None
+    if hi == "(0-0":
+        raise PageError(400, "ending_before: no event id comes before it")
+    if lo != "-" and hi != "+" and _sort_key(lo[1:]) >= _sort_key(hi[1:]):
+        raise PageError(400, "starting_after must come before ending_before")
     return lo, hi
 
 
@@ -110,27 +113,6 @@ async def _merged_ids(ctx: V2Context, page: Page, keys: list[str], lo: str, hi: 
     return ids[-page.limit :] if page.backward else ids[: page.limit]
 
 
-async def _school_ids(
-    ctx: V2Context, page: Page, key: str, lo: str, hi: str, *, types: frozenset[str] | None
-) -> list[str]:
-    """A school's events (of ``types``), reading its index in chunks until the page is full."""
-    found: list[str] = []
-    wanted = None if types is None else {t.encode() for t in types}
-    while len(found) < page.limit:
-        chunk = await _range(ctx.redis, key, lo, hi, SCAN_CHUNK, backward=page.backward)
-        if not chunk:
-            break
-        ordered = list(reversed(chunk)) if page.backward else chunk
-        for eid, fields in ordered:
-            if wanted is None or fields.get(b"r") in wanted:
-                found.append(eid.decode())
-                if len(found) == page.limit:
-                    break
-        edge = "(" + ordered[-1][0].decode()
-        lo, hi = (lo, edge) if page.backward else (edge, hi)
-    return sorted(found, key=_sort_key)
-
-
 async def _select(
     ctx: V2Context, rk: ReadModelKeys, page: Page, request: web.Request, prefix: str
 ) -> Joined:
@@ -139,12 +121,13 @@ async def _select(
     lo, hi = _bounds(page)
     if school is not None or types is not None:
         lo = await _floored(ctx, rk, lo)
-        if school is not None:
-            key = rk.events_of_school(school)
-            ids = await _school_ids(ctx, page, key, lo, hi, types=types)
-        else:
+        if school is None:
             keys = [rk.events_of_type(t) for t in sorted(types or ())]
-            ids = await _merged_ids(ctx, page, keys, lo, hi)
+        elif types is None:
+            keys = [rk.events_of_school(school)]
+        else:
+            keys = [rk.events_of_school_type(school, t) for t in sorted(types)]
+        ids = await _merged_ids(ctx, page, keys, lo, hi)
         return await ctx.pages.events_by_id(key=rk.events, entry_ids=ids, uri_prefix=prefix)
     return await ctx.pages.events(
         key=rk.events, lo=lo, hi=hi, limit=page.limit, backward=page.backward, uri_prefix=prefix

@@ -12,8 +12,9 @@ them from that one string (with a hash-tagged prefix they stay in one cluster sl
   at object ``<rt>/<id>`` (a school's students, a student's contacts, a teacher's sections ...);
 - ``<base>:events``: stream of the district's legacy events, entry id derived from the legacy
   id (:func:`stream_id`), fields ``type`` and ``data`` (the v2 event JSON);
-- ``<base>:events:<rt>`` and ``<base>:events:school:<id>``: index streams (same entry ids,
-  field ``r`` = record type) for the ``record_type`` and ``school`` filters;
+- ``<base>:events:<rt>``, ``<base>:events:school:<id>`` and
+  ``<base>:events:schooltype:<rt>:<id>``: index streams (same entry ids, field ``r`` = record
+  type) for the ``record_type`` and ``school`` filters and the two together;
 - ``<base>:idmap``: hash ``<rt>:<v2 id>`` → v3 user id and ``v3:<rt>:<v3 id>`` → v2 id;
 - ``<base>:sync``: hash of a running sync's progress (resumable after a crash).
 """
@@ -83,6 +84,11 @@ class ReadModelKeys:
     def events_of_school(self, school_id: str) -> str:
         """Index stream of the district's events related to one school."""
         return f"{self.base}:events:school:{school_id}"
+
+    def events_of_school_type(self, school_id: str, record_type: str) -> str:
+        """Index stream of the district's events of one record type related to one school
+        (so ``school`` with ``record_type`` reads one page, never a school's whole index)."""
+        return f"{self.base}:events:schooltype:{record_type}:{school_id}"
 
     def sync_seen(self, record_type: str) -> str:
         """Set of the ids a running sync has written (to drop the others at its end)."""

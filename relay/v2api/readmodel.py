@@ -101,6 +101,8 @@ local function rm_apply(a, i, maxlen)
     if rt == 'contacts' then schools = rm_contact_schools(base, refs) end
     for s in pairs(schools) do
       redis.pcall('XADD', base .. ':events:school:' .. s, 'MAXLEN', '~', maxlen, sid, 'r', rt)
+      redis.pcall('XADD', base .. ':events:schooltype:' .. rt .. ':' .. s, 'MAXLEN', '~', maxlen,
+        sid, 'r', rt)
     end
   elseif op == 'O' then
     rm_put(base, rt, a[i + 3], a[i + 4], a[i + 5])

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from relay.v2api import data, events, idmap, v20
 from relay.v2api.auth import Authenticator
-from relay.v2api.context import V2_KEY, V2Context, guarded
+from relay.v2api.context import V2_KEY, Limiter, V2Context, guarded
 from relay.v2api.pages import PageScripts
 
 if TYPE_CHECKING:
@@ -36,6 +36,7 @@ def add_routes(app: web.Application, *, cfg: Config, redis: aioredis.Redis, keys
         default_limit=cfg.v2api.default_limit,
         auth=Authenticator.from_config(cfg),
         pages=PageScripts(redis),
+        limiter=Limiter(cfg.v2api.max_concurrent_requests, cfg.v2api.retry_after_s),
     )
     collections = "|".join(data.PATHS)
     router = app.router

@@ -3,7 +3,9 @@
 Each endpoint has its own ``aiohttp.ClientSession`` whose connector allows ``max_in_flight``
 connections: a slow endpoint fills only its own pool, never another endpoint's. Redirects are
 not followed (a 3xx is a failure, as Standard Webhooks senders do), and the request timeout is
-the endpoint's ``timeout_s`` for the whole exchange.
+the endpoint's ``timeout_s`` for the whole exchange. Only the status matters: at most
+:data:`MAX_RESPONSE_BYTES` of the response body are read, then a connection with more to come
+is closed, so an endpoint answering with a huge body costs neither memory nor time.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ if TYPE_CHECKING:
 
 USER_AGENT = f"clever-relay/{__version__}"
 GONE = 410
+MAX_RESPONSE_BYTES = 1024
+"""Bytes of a response body read at most (the status is the answer; the body is dropped)."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,9 @@ class Sender:
             async with self._session.post(
                 self.url, data=event.data, headers=headers, allow_redirects=False
             ) as response:
-                await response.read()
+                await response.content.read(MAX_RESPONSE_BYTES)
+                if not response.content.at_eof():
+                    response.close()  # more is coming: drop the connection, never drain it
                 return Outcome(f"{response.status // 100}xx", response.status)
         except TimeoutError:
             return Outcome("timeout", error="timeout")
