@@ -1,8 +1,9 @@
 """``clever-relay demo``: the whole pipeline on this machine, in one command (CONTRACT §8).
 
 It starts the simulator (seeded, three districts, live activity), uses the Redis named by
-``--redis-url`` or ``RELAY__REDIS__URL`` (exit 2 with one line when it does not answer), or with
-none named a private ``redis-server`` on a free port that it stops on exit, after the relay.
+``--redis-url`` or ``RELAY__REDIS__URL`` (exit 2 with one line when it does not answer); with
+none named, the default ``redis.url`` (127.0.0.1:6379) when it answers, else a private
+``redis-server`` on a free port that it stops on exit, after the relay.
 It runs poller, translator and ops server in this process, and shows what flows: per district
 the cursor and lag, per legacy topic the created/updated/deleted counts, the latest
 translations, dead letters, and the ``redis-cli`` command that reads what it wrote. Its keys live
@@ -31,7 +32,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from relay import logs
-from relay.config import Config, load_config
+from relay.config import Config, RedisSection, load_config
 from relay.errors import RelayError
 from relay.keys import Keys
 from relay.service import Service
@@ -333,11 +334,19 @@ async def _demo(args: argparse.Namespace) -> int:
     # Exit order matters: the stack (a private Redis) closes after the relay has stopped.
     async with contextlib.AsyncExitStack() as stack, running_simulator(world, options) as sim:
         pairs = [(d.id, d.token) for d in sim.world.districts]
-        redis_url = named or await stack.enter_async_context(private_redis())
-        if not named:
-            print(f"started a private Redis at {redis_url}; it stops with the demo", flush=True)
+        redis_url = named or await _default_or_private(stack)
         cfg = demo_config(base_url=sim.base_url, districts=pairs, redis_url=redis_url)
         return await _run_pipeline(cfg, [d for d, _ in pairs], args.duration)
+
+
+async def _default_or_private(stack: contextlib.AsyncExitStack) -> str:
+    """The default ``redis.url`` when a Redis answers there, else a private one for this demo."""
+    default = RedisSection().url
+    if await redis_answers(default):
+        return default
+    url = await stack.enter_async_context(private_redis())
+    print(f"no Redis at {default}; started a private one at {url}; it stops with the demo")
+    return url
 
 
 async def _run_pipeline(cfg: Config, districts: list[str], duration: float | None) -> int:
