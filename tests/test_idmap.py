@@ -86,7 +86,7 @@ def make_cfg(redis_url: str, base_url: str, world: World) -> Config:
             },
             "v2api": {
                 "clients": [
-                    {"name": f"c{i}", "district": d.id, "token": f"key-{d.id}"}
+                    {"name": f"c{i}", "district": d.id, "token": f"v2-api-key-{d.id}"}
                     for i, d in enumerate(world.districts)
                 ]
             },
@@ -107,7 +107,7 @@ class Synced:
 
     async def get(self, path: str, district: str | None = None) -> tuple[int, Any]:
         """GET ``path`` with a district's v2 key; (status, JSON)."""
-        headers = {"Authorization": f"Bearer key-{district or self.district}"}
+        headers = {"Authorization": f"Bearer v2-api-key-{district or self.district}"}
         async with self.client.get(path, headers=headers) as resp:
             return resp.status, await resp.json()
 

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 PREFIX = "t"
 D = "5a0c91b95c7cc000010d417c"
-KEY = "v2key"
+KEY = "v2-api-key-for-the-v20-tests-0001"
 TS = "2024-05-01T10:00:00.000Z"
 
 # (record type, v2.1 object (valid v2.1), the v2.0 object it must become)
