@@ -42,6 +42,8 @@ def _secret_problems(cfg: Config) -> list[str]:
     checks: list[Callable[[], object]] = [d.resolve_token for d in cfg.clever.districts]
     if "webhooks" in cfg.relay.components:
         checks += [endpoint.resolve_secrets for endpoint in cfg.webhooks.endpoints]
+    if "http" in cfg.relay.components and cfg.http.console_enabled:
+        checks.append(cfg.http.resolve_console_token)
     if "v2api" in cfg.relay.components:
         from relay.v2api.auth import Authenticator
 
