@@ -10,20 +10,19 @@ functions as the CLI (:mod:`relay.console.actions`).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import jinja2
 from aiohttp import web
 
 from relay.console import views
-from relay.console.auth import COOKIE, ConsoleAuth
+from relay.console.auth import COOKIE, ConsoleAuth, Session
 from relay.console.pipeline import RateMeter
 from relay.logs import register_secret
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
-
     import redis.asyncio as aioredis
 
     from relay.config import Config
@@ -40,7 +39,9 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 
-Page = Callable[["Console", web.Request], Awaitable[web.StreamResponse]]
+Page = Callable[["Console", web.Request, Session], Awaitable[web.StreamResponse]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+PublicPage = Callable[["Console", web.Request], Awaitable[web.StreamResponse]]
 
 
 def _when(value: float | None) -> str:
@@ -87,28 +88,38 @@ class Console:
         )
         self.env.filters.update(when=_when, duration=_duration, pretty=_pretty)
 
-    def guard(self, page: Page, *, signed_in: bool = True, post: bool = False) -> Any:
-        """Wrap a page: session required (unless sign-in), CSRF on POST, security headers."""
+    def public(self, page: PublicPage) -> Handler:
+        """Wrap a page anyone may see (the sign-in form): security headers only."""
 
         async def handler(request: web.Request) -> web.StreamResponse:
-            if signed_in:
-                session = self.auth.session(request.cookies.get(COOKIE))
-                if session is None:
-                    raise web.HTTPSeeOther("/console/login")
-                request["console_session"] = session
-                if post:
-                    form = await request.post()
-                    if not self.auth.csrf_ok(session, str(form.get("csrf", ""))):
-                        raise web.HTTPForbidden(text="missing or wrong CSRF token")
-            try:
-                response = await page(self, request)
-            except web.HTTPException as exc:
-                exc.headers.update(SECURITY_HEADERS)
-                raise
-            response.headers.update(SECURITY_HEADERS)
-            return response
+            return await self._headers(page(self, request))
 
         return handler
+
+    def guard(self, page: Page, *, post: bool = False) -> Handler:
+        """Wrap a page: session required, CSRF token checked on POST, security headers."""
+
+        async def handler(request: web.Request) -> web.StreamResponse:
+            session = self.auth.session(request.cookies.get(COOKIE))
+            if session is None:
+                raise web.HTTPSeeOther("/console/login")
+            if post:
+                form = await request.post()
+                if not self.auth.csrf_ok(session, str(form.get("csrf", ""))):
+                    raise web.HTTPForbidden(text="missing or wrong CSRF token")
+            return await self._headers(page(self, request, session))
+
+        return handler
+
+    @staticmethod
+    async def _headers(pending: Awaitable[web.StreamResponse]) -> web.StreamResponse:
+        try:
+            response = await pending
+        except web.HTTPException as exc:
+            exc.headers.update(SECURITY_HEADERS)
+            raise
+        response.headers.update(SECURITY_HEADERS)
+        return response
 
 
 def add_console(app: web.Application, *, cfg: Config, redis: aioredis.Redis) -> None:
@@ -122,9 +133,9 @@ def add_console(app: web.Application, *, cfg: Config, redis: aioredis.Redis) -> 
     async def home(_: Console, request: web.Request) -> web.StreamResponse:
         raise web.HTTPSeeOther("/console/fleet")
 
-    router.add_get("/console", console.guard(home, signed_in=False))
-    router.add_get("/console/login", console.guard(views.login_form, signed_in=False))
-    router.add_post("/console/login", console.guard(views.login, signed_in=False))
+    router.add_get("/console", console.public(home))
+    router.add_get("/console/login", console.public(views.login_form))
+    router.add_post("/console/login", console.public(views.login))
     router.add_post("/console/logout", console.guard(views.logout, post=True))
     router.add_get("/console/fleet", console.guard(views.fleet_page))
     router.add_get("/console/pipeline", console.guard(views.pipeline_page))

@@ -69,8 +69,8 @@ class ConsoleAuth:
 
     def issue(self, who: str) -> str:
         """A new session cookie value for ``who``."""
-        name = base64.urlsafe_b64encode(clean_name(who).encode()).decode()
-        body = f"{self._clock():.0f}.{secrets.token_hex(16)}.{name}"
+        name = base64.urlsafe_b64encode(clean_name(who).encode()).decode().rstrip("=")
+        body = f"{int(self._clock())}.{secrets.token_hex(16)}.{name}"
         return f"{body}.{self._sign(body)}"
 
     def session(self, cookie: str | None) -> Session | None:
@@ -83,8 +83,8 @@ class ConsoleAuth:
         issued, sid, name = body.split(".")
         try:
             issued_at = float(issued)
-            who = base64.urlsafe_b64decode(name.encode()).decode()
-        except (ValueError, UnicodeDecodeError):
+            who = base64.urlsafe_b64decode(name + "=" * (-len(name) % 4)).decode()
+        except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
             return None
         if not 0 <= self._clock() - issued_at <= SESSION_TTL_S:
             return None

@@ -28,9 +28,10 @@ LOGGED_ENTRIES = 50
 """At most this many entry ids are written into one action's log line (then ``...``)."""
 
 
-def render(console: Console, name: str, request: web.Request, **context: Any) -> web.Response:
-    """One page, with the session's CSRF token and the security headers."""
-    session: Session | None = request.get("console_session")
+def render(
+    console: Console, name: str, request: web.Request, session: Session | None, **context: Any
+) -> web.Response:
+    """One page, with the session's CSRF token."""
     html = console.env.get_template(name).render(
         session=session,
         csrf=console.auth.csrf(session) if session else "",
@@ -46,7 +47,7 @@ def _redirect(location: str) -> web.HTTPSeeOther:
 
 async def login_form(console: Console, request: web.Request) -> web.Response:
     """The sign-in form."""
-    return render(console, "login.html", request, failed=False)
+    return render(console, "login.html", request, None, failed=False)
 
 
 async def login(console: Console, request: web.Request) -> web.StreamResponse:
@@ -54,7 +55,7 @@ async def login(console: Console, request: web.Request) -> web.StreamResponse:
     form = await request.post()
     if not console.auth.token_ok(str(form.get("token", ""))):
         log.warning("console_login_failed", remote=request.remote)
-        response = render(console, "login.html", request, failed=True)
+        response = render(console, "login.html", request, None, failed=True)
         response.set_status(401)
         return response
     cookie = console.auth.issue(str(form.get("who", "")))
@@ -74,16 +75,15 @@ async def login(console: Console, request: web.Request) -> web.StreamResponse:
     raise response
 
 
-async def logout(console: Console, request: web.Request) -> web.StreamResponse:
+async def logout(console: Console, request: web.Request, session: Session) -> web.StreamResponse:
     """Forget the cookie in this browser."""
-    session: Session = request["console_session"]
     log.info("console_logout", who=session.who, remote=request.remote)
     response = _redirect("/console/login")
     response.del_cookie(COOKIE, path="/console")
     raise response
 
 
-async def fleet_page(console: Console, request: web.Request) -> web.Response:
+async def fleet_page(console: Console, request: web.Request, session: Session) -> web.Response:
     """The fleet table: counts by phase, filter, sort, one page."""
     q = request.query
     sort = q.get("sort", "id") if q.get("sort") in fleet.SORT_KEYS else "id"
@@ -103,6 +103,7 @@ async def fleet_page(console: Console, request: web.Request) -> web.Response:
         console,
         "fleet.html",
         request,
+        session,
         fleet=selected,
         params=params,
         order=q.get("order", "asc"),
@@ -110,33 +111,40 @@ async def fleet_page(console: Console, request: web.Request) -> web.Response:
     )
 
 
-async def pipeline_page(console: Console, request: web.Request) -> web.Response:
+async def pipeline_page(console: Console, request: web.Request, session: Session) -> web.Response:
     """Streams, translator, Redis health."""
     redis, cfg = console.redis, console.cfg
     return render(
         console,
         "pipeline.html",
         request,
+        session,
         streams=await pipeline.streams(redis, cfg, console.meter),
         group=await pipeline.translator_group(redis, cfg),
         health=await pipeline.redis_health(redis),
     )
 
 
-async def webhooks_page(console: Console, request: web.Request) -> web.Response:
+async def webhooks_page(console: Console, request: web.Request, session: Session) -> web.Response:
     """Every webhook endpoint with its state and a re-enable button."""
     rows = await pipeline.endpoints(console.redis, console.cfg)
-    return render(console, "webhooks.html", request, endpoints=rows, done=request.query.get("done"))
+    return render(
+        console, "webhooks.html", request, session, endpoints=rows, done=request.query.get("done")
+    )
 
 
-async def enable_endpoint(console: Console, request: web.Request) -> web.StreamResponse:
+async def enable_endpoint(
+    console: Console, request: web.Request, session: Session
+) -> web.StreamResponse:
     """Re-enable an endpoint (POST, CSRF-checked by the middleware)."""
     form = await request.post()
     name = str(form.get("endpoint", ""))
     if name not in {e.name for e in console.cfg.webhooks.endpoints}:
         raise web.HTTPBadRequest(text="unknown endpoint")
     was = await actions.enable(console.redis, console.cfg, name)
-    _audit(request, "enable", f"{actions.WEBHOOK}{name}", None, int(was))
+    _audit(
+        request, session, "enable", source=f"{actions.WEBHOOK}{name}", entries=None, count=int(was)
+    )
     raise _redirect("/console/webhooks?" + urlencode({"done": f"{name} enabled"}))
 
 
@@ -147,7 +155,7 @@ def _source(console: Console, raw: str | None) -> str:
     return source
 
 
-async def letters_page(console: Console, request: web.Request) -> web.Response:
+async def letters_page(console: Console, request: web.Request, session: Session) -> web.Response:
     """One page of a source's dead letters, oldest first, with replay and purge."""
     source = _source(console, request.query.get("source"))
     after = request.query.get("after", "")
@@ -161,6 +169,7 @@ async def letters_page(console: Console, request: web.Request) -> web.Response:
         console,
         "deadletters.html",
         request,
+        session,
         source=source,
         totals=totals,
         letters=letters,
@@ -182,7 +191,7 @@ def _requested(form: Any) -> tuple[str, list[str] | None]:
     return action, [str(e) for e in form.getall("entries", [])]
 
 
-async def confirm_letters(console: Console, request: web.Request) -> web.Response:
+async def confirm_letters(console: Console, request: web.Request, session: Session) -> web.Response:
     """The confirmation page of a replay or purge: what exactly will happen."""
     form = await request.post()
     source = _source(console, str(form.get("source", "")))
@@ -194,6 +203,7 @@ async def confirm_letters(console: Console, request: web.Request) -> web.Respons
         console,
         "confirm.html",
         request,
+        session,
         source=source,
         action=action,
         entries=entries,
@@ -201,7 +211,9 @@ async def confirm_letters(console: Console, request: web.Request) -> web.Respons
     )
 
 
-async def apply_letters(console: Console, request: web.Request) -> web.StreamResponse:
+async def apply_letters(
+    console: Console, request: web.Request, session: Session
+) -> web.StreamResponse:
     """Perform a confirmed replay or purge, log it, and go back to the list."""
     form = await request.post()
     source = _source(console, str(form.get("source", "")))
@@ -213,17 +225,22 @@ async def apply_letters(console: Console, request: web.Request) -> web.StreamRes
         done = await actions.purge(console.redis, console.cfg, source, entries)
     else:
         raise web.HTTPBadRequest(text="unknown action")
-    _audit(request, action, source, entries, done)
+    _audit(request, session, action, source=source, entries=entries, count=done)
     verb = "replayed" if action == "replay" else "purged"
     query = urlencode({"source": source, "done": f"{done} dead letter(s) {verb}"})
     raise _redirect(f"/console/deadletters?{query}")
 
 
 def _audit(
-    request: web.Request, action: str, source: str, entries: list[str] | None, count: int
+    request: web.Request,
+    session: Session,
+    action: str,
+    *,
+    source: str,
+    entries: list[str] | None,
+    count: int,
 ) -> None:
     """The log line of an operator action: who, from where, what, how many."""
-    session: Session = request["console_session"]
     shown: list[str] | str = "all"
     if entries is not None:
         shown = entries[:LOGGED_ENTRIES] + (["..."] if len(entries) > LOGGED_ENTRIES else [])
