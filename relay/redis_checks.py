@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import RedisError, ResponseError
 
 from relay.logs import get_logger
+from relay.metrics import REDIS_EVICTION_POLICY_OK, REDIS_PERSISTENCE_OK
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -99,6 +100,8 @@ async def check_redis(redis: aioredis.Redis, health: Health) -> None:
         RedisError: Redis did not answer (connection errors are the caller's to handle).
     """
     policy = await read_policy(redis)
+    if policy is not None:
+        REDIS_EVICTION_POLICY_OK.set(1 if policy == "noeviction" else 0)
     if policy is None:
         log.debug("redis_policy_check_skipped")
     elif policy != "noeviction":
@@ -114,6 +117,8 @@ async def check_redis(redis: aioredis.Redis, health: Health) -> None:
         health.set_problem(EVICTION, None)
 
     persistent = await read_persistence(redis)
+    if persistent is not None:
+        REDIS_PERSISTENCE_OK.set(1 if persistent else 0)
     if persistent is None:
         log.debug("redis_persistence_check_skipped")
     elif not persistent:
