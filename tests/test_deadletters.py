@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import pytest
 import redis
 
 from relay import deadletters
+from relay.webhooks import admin
+from relay.webhooks.keys import EndpointKeys
 from tests.test_cli import run_cli
+from tests.test_console import make_config
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -96,3 +100,32 @@ class TestDeadletterFunctions:
         assert [d.entry for d in await deadletters.list_all(redis_client, "dl")] == [
             ids[1].decode()
         ]
+
+
+class TestWebhookEntries:
+    async def test_webhook_replay_of_one_entry_requeues_only_it(
+        self, redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Replaying one webhook dead letter queues it for its district and leaves the other."""
+        monkeypatch.setenv("CONSOLE_TEST_TOKEN", "x")
+        cfg = make_config("redis://127.0.0.1:6379/0")
+        keys = EndpointKeys("cons", "hook")
+        fields = {
+            "id": "e1",
+            "type": "students.updated",
+            "district": "d1",
+            "attempts": "7",
+            "reason": "HTTP 500",
+            "failed_at": "1718000000",
+            "data": "{}",
+            "stream": "cons:legacy:students",
+            "entry": "1-0",
+            "ms": "1",
+        }
+        first: Any = await redis_client.xadd(keys.deadletter, fields)  # type: ignore[arg-type]  # redis-py's mapping type is invariant
+        second: Any = await redis_client.xadd(keys.deadletter, fields)  # type: ignore[arg-type]  # redis-py's mapping type is invariant
+        moved = await admin.replay(cfg, "hook", [first.decode()], redis=redis_client)
+        assert moved == 1
+        assert await redis_client.llen(keys.queue("d1")) == 1
+        left: Any = await redis_client.xrange(keys.deadletter)
+        assert [entry for entry, _ in left] == [second]
