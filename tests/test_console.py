@@ -11,7 +11,7 @@ from aiohttp import web
 from structlog.testing import capture_logs
 
 from relay.config import Config, validate
-from relay.console import fleet
+from relay.console import fleet, pipeline
 from relay.errors import ConfigError
 from relay.health import Health
 from relay.ops.server import build_app
@@ -227,6 +227,34 @@ class TestFleet:
         down = fleet.select(rows, sort="lag", descending=True)
         assert [r.id for r in up.rows] == ["a", "c", "b"]
         assert [r.id for r in down.rows] == ["c", "a", "b"]
+
+
+class TestPipeline:
+    def test_rate_meter_rate_between_views(self) -> None:
+        """No rate on the first view; then entries added over the time between views."""
+        now = [100.0]
+        meter = pipeline.RateMeter(clock=lambda: now[0], window_s=300)
+        assert meter.observe("s", 1000) is None
+        now[0] = 110.0
+        assert meter.observe("s", 1250) == 25.0
+        now[0] = 500.0
+        assert meter.observe("s", 1300) is None
+
+    async def test_pipeline_page_shows_streams_group_and_redis(
+        self, client: Client, redis_client: aioredis.Redis
+    ) -> None:
+        """The pipeline page lists stream lengths, the translator group and the eviction policy."""
+        await redis_client.xadd("cons:events", {"id": "1"})
+        await redis_client.xgroup_create("cons:events", "legacy-translator", id="0")
+        await sign_in(client)
+        page = await (await client.get("/console/pipeline")).text()
+        assert re.findall(r'<td class="mono">(cons:[a-z:]+)</td><td>(\d+)</td>', page) == [
+            ("cons:events", "1"),
+            ("cons:deadletter", "0"),
+            ("cons:legacy:students", "0"),
+        ]
+        assert "<td>1</td><td>0</td>" in page  # lag 1, pending 0
+        assert "noeviction" in page
 
 
 class TestDeadLetters:

@@ -293,8 +293,11 @@ def test_console_end_to_end_in_chromium(stack: tuple[Relay, str], browser: Any) 
         store.exists("web:webhooks:state:roster-sync"),
     ) == (True, 0)
 
+    browser.set_window_size(1280, 1250)
     browser.get(f"{relay.url}/pipeline")
     until(browser, lambda: "noeviction" in browser.find_element(By.ID, "redis").text)
+    browser.get(f"{relay.url}/pipeline")  # the second view shows rates
+    until(browser, lambda: rows(browser, "streams")[0].split(" ")[:3] == ["web:events", "5", "0.0"])
     shoot(browser, "pipeline")
     store.close()
 
