@@ -42,6 +42,8 @@ def _secret_problems(cfg: Config) -> list[str]:
     checks: list[Callable[[], object]] = [d.resolve_token for d in cfg.clever.districts]
     if "webhooks" in cfg.relay.components:
         checks += [endpoint.resolve_secrets for endpoint in cfg.webhooks.endpoints]
+    if "http" in cfg.relay.components and cfg.http.console_enabled:
+        checks.append(cfg.http.resolve_console_token)
     if "v2api" in cfg.relay.components:
         from relay.v2api.auth import Authenticator
 
@@ -130,12 +132,43 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
         for letter in asyncio.run(admin.list_dead_letters(cfg, args.endpoint)):
             print(letter.line())
         return EXIT_OK
+    entries = args.entry or None
     if args.webhooks_command == "replay":
-        count = asyncio.run(admin.replay(cfg, args.endpoint))
+        count = asyncio.run(admin.replay(cfg, args.endpoint, entries))
         print(f"{args.endpoint}: {count} dead letter(s) queued for delivery again")
         return EXIT_OK
-    count = asyncio.run(admin.purge(cfg, args.endpoint))
+    count = asyncio.run(admin.purge(cfg, args.endpoint, entries))
     print(f"{args.endpoint}: {count} dead letter(s) deleted")
+    return EXIT_OK
+
+
+async def _deadletter(cfg: Config, args: argparse.Namespace) -> str:
+    """Run one ``deadletter`` action on a fresh client; returns what to print."""
+    from relay import deadletters
+    from relay.redis_client import create_redis
+
+    redis = create_redis(cfg.redis)
+    prefix = cfg.redis.prefix
+    try:
+        if args.deadletter_command == "list":
+            letters = await deadletters.list_all(redis, prefix)
+            return "".join(f"{letter.line()}\n" for letter in letters)
+        entries = args.entry or None
+        if args.deadletter_command == "replay":
+            count = await deadletters.replay(redis, prefix, entries)
+            return f"{count} dead letter(s) appended to the events stream again\n"
+        if entries is None and not args.all:
+            raise UsageError("deadletter purge: give entry ids, or --all to delete every one")
+        count = await deadletters.purge(redis, prefix, entries)
+        return f"{count} dead letter(s) deleted\n"
+    finally:
+        await redis.aclose()
+
+
+def cmd_deadletter(args: argparse.Namespace) -> int:
+    """List, replay or purge the relay's dead letters (``<prefix>:deadletter``)."""
+    cfg = _config(args)
+    sys.stdout.write(asyncio.run(_deadletter(cfg, args)))
     return EXIT_OK
 
 
@@ -239,6 +272,9 @@ def build_parser(*, with_simulator: bool = True) -> argparse.ArgumentParser:
         p = webhooks_sub.add_parser(action, help=help_, description=help_, parents=debug)
         p.add_argument("--config", help="TOML config file (default: $RELAY_CONFIG)")
         p.add_argument("--endpoint", required=True, help="the endpoint's name")
+        if action != "list":
+            p.add_argument("entry", nargs="*", help="only these dead-letter entry ids")
+    _add_deadletter(add, debug)
     schema = add("schema", cmd_schema, "print the JSON Schema of a message", config=False)
     schema.add_argument("name", choices=["events"])
 
@@ -255,6 +291,27 @@ def build_parser(*, with_simulator: bool = True) -> argparse.ArgumentParser:
         help="use this Redis (or RELAY__REDIS__URL); default: start a private one",
     )
     return parser
+
+
+def _add_deadletter(
+    add: Callable[..., argparse.ArgumentParser], debug: list[argparse.ArgumentParser]
+) -> None:
+    """``deadletter list|replay|purge``: the relay's own dead letters (translator, poller)."""
+    deadletter = add(
+        "deadletter", cmd_deadletter, "inspect, replay or drop the relay's dead letters"
+    )
+    sub = deadletter.add_subparsers(dest="deadletter_command", required=True, metavar="ACTION")
+    for action, help_ in (
+        ("list", "print the dead letters, oldest first"),
+        ("replay", "append translator dead letters to the events stream again (all, or ENTRY...)"),
+        ("purge", "delete dead letters (ENTRY..., or --all)"),
+    ):
+        p = sub.add_parser(action, help=help_, description=help_, parents=debug)
+        p.add_argument("--config", help="TOML config file (default: $RELAY_CONFIG)")
+        if action != "list":
+            p.add_argument("entry", nargs="*", help="only these dead-letter entry ids")
+        if action == "purge":
+            p.add_argument("--all", action="store_true", help="delete every dead letter")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

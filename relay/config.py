@@ -159,6 +159,29 @@ class HttpSection(Base, frozen=True):
 
     host: str = "0.0.0.0"  # noqa: S104 - a container's server must listen on all interfaces
     port: Annotated[int, Meta(ge=1, le=65535)] = 8080
+    console_token_env: str | None = None
+    """Environment variable holding the web console's sign-in token; the console is off unless
+    this or ``console_token_file`` is set (docs/console.md)."""
+    console_token_file: str | None = None
+
+    @property
+    def console_enabled(self) -> bool:
+        """Whether ``/console`` is served at all."""
+        return bool(self.console_token_env or self.console_token_file)
+
+    def resolve_console_token(self) -> str:
+        """The console's sign-in token.
+
+        Raises:
+            ConfigError: the variable is unset or the file unreadable (naming the key only).
+        """
+        return read_secret(
+            "http",
+            inline=None,
+            env=self.console_token_env,
+            file=self.console_token_file,
+            names=("console_token_env", "console_token_file"),
+        )
 
 
 class LogSection(Base, frozen=True):

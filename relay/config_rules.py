@@ -160,6 +160,8 @@ def check_semantics(cfg: Config) -> list[str]:
     )
     problems.extend(_check_webhooks(cfg))
     problems.extend(_check_v2api(cfg))
+    if cfg.http.console_token_env and cfg.http.console_token_file:
+        problems.append("http: set console_token_env or console_token_file, not both")
     if cfg.redis.cluster and not re.search(r"\{[^}]+\}", cfg.redis.prefix):
         problems.append(
             "redis.prefix: must contain a hash tag such as {clever} with cluster = true"

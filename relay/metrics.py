@@ -109,3 +109,13 @@ PUBLISH_SECONDS = Histogram(
     registry=REGISTRY,
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
 )
+REDIS_EVICTION_POLICY_OK = Gauge(
+    "clever_relay_redis_eviction_policy_ok",
+    "1 while Redis' maxmemory-policy is noeviction, 0 while it may evict (readiness fails).",
+    registry=REGISTRY,
+)
+REDIS_PERSISTENCE_OK = Gauge(
+    "clever_relay_redis_persistence_ok",
+    "1 while Redis persists (AOF or RDB snapshots), 0 while a restart would lose everything.",
+    registry=REGISTRY,
+)

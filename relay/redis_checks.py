@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import RedisError, ResponseError
 
 from relay.logs import get_logger, scrub
+from relay.metrics import REDIS_EVICTION_POLICY_OK, REDIS_PERSISTENCE_OK
 from relay.throttle import Throttle
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
+    from prometheus_client import Gauge
 
     from relay.health import Health
 
@@ -92,6 +94,12 @@ async def read_persistence(redis: aioredis.Redis) -> bool | None:
     return None  # AOF off per INFO, but the RDB schedule is only visible through CONFIG
 
 
+def _export(gauge: Gauge, ok: bool | None) -> None:
+    """Mirror a check's verdict to its gauge for alerting; left as it was when unknown."""
+    if ok is not None:
+        gauge.set(1 if ok else 0)
+
+
 async def check_redis(redis: aioredis.Redis, health: Health) -> None:
     """Run both checks once and record the outcome in ``health``.
 
@@ -103,6 +111,7 @@ async def check_redis(redis: aioredis.Redis, health: Health) -> None:
         RedisError: Redis did not answer (connection errors are the caller's to handle).
     """
     policy = await read_policy(redis)
+    _export(REDIS_EVICTION_POLICY_OK, None if policy is None else policy == "noeviction")
     if policy is None:
         log.debug("redis_policy_check_skipped")
     elif policy != "noeviction":
@@ -118,6 +127,7 @@ async def check_redis(redis: aioredis.Redis, health: Health) -> None:
         health.set_problem(EVICTION, None)
 
     persistent = await read_persistence(redis)
+    _export(REDIS_PERSISTENCE_OK, persistent)
     if persistent is None:
         log.debug("redis_persistence_check_skipped")
     elif not persistent:

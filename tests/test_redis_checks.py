@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 from structlog.testing import capture_logs
 
 from relay.health import Health
+from relay.metrics import REGISTRY
 from relay.redis_checks import EVICTION, PERSISTENCE, WATCH_LOOP, check_redis, watch_redis
 
 if TYPE_CHECKING:
@@ -117,14 +118,17 @@ class TestCheckRedis:
         """Fixing the policy and persistence live clears the problem and the warning."""
         redis = connect(redis_factory(extra=["--maxmemory-policy", "volatile-ttl"]))
         health = Health()
+        gauges = ("clever_relay_redis_eviction_policy_ok", "clever_relay_redis_persistence_ok")
         await check_redis(redis, health)
         assert sorted(health.problems) == [EVICTION]
         assert sorted(health.warnings) == [PERSISTENCE]
+        assert [REGISTRY.get_sample_value(g) for g in gauges] == [0.0, 0.0]
         await redis.config_set("maxmemory-policy", "noeviction")
         await redis.config_set("appendonly", "yes")
         with capture_logs() as logs:
             await check_redis(redis, health)
         assert (health.problems, health.warnings) == ({}, {})
+        assert [REGISTRY.get_sample_value(g) for g in gauges] == [1.0, 1.0]
         assert [e["event"] for e in logs if e["log_level"] == "info"] == [
             "redis_eviction_policy_resolved",
             "redis_persistence_resolved",

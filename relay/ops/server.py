@@ -11,6 +11,7 @@ objects live under typed ``web.AppKey``\\ s. Endpoints (CONTRACT §7):
   ``{"ready": false, "reasons": [...]}``.
 - ``GET /metrics``: Prometheus text, Redis-derived gauges refreshed at scrape time.
 - ``GET /status``: the JSON report of :mod:`relay.ops.status`.
+- ``/console``: the operator's web console (:mod:`relay.console`), only when configured.
 
 A failing handler answers 500 ``{"error": "internal error"}`` (``{"message": ...}``, Clever's
 shape, under ``/v2.*``) and logs the exception; a
@@ -145,6 +146,10 @@ def build_app(
     app.router.add_get("/readyz", get_readyz)
     app.router.add_get("/metrics", get_metrics)
     app.router.add_get("/status", get_status)
+    if cfg.http.console_enabled:
+        from relay.console import add_console
+
+        add_console(app, cfg=cfg, redis=redis)
     return app
 
 

@@ -1,6 +1,8 @@
 """Operator commands on an endpoint's dead letters: list, replay, purge (CONTRACT §2, §10).
 
-``clever-relay webhooks list|replay|purge --config PATH --endpoint NAME`` calls these. Replay
+``clever-relay webhooks list|replay|purge --config PATH --endpoint NAME`` and the web console
+(docs/console.md) call these; each takes an optional open client (the console passes the
+service's) and optional entry ids (one or a few dead letters instead of all). Replay
 puts each dead letter back at the end of its district's queue (removing it from the
 dead-letter stream in the same script, so a crash mid-replay neither loses nor doubles one)
 and re-enables an endpoint disabled by a 410 Gone: a running relay delivers them within a
@@ -9,6 +11,7 @@ second. Purge drops the dead letters for good.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +24,8 @@ from relay.webhooks.keys import EndpointKeys
 from relay.webhooks.store import QueuedEvent, encode_event
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Sequence
+
     import redis.asyncio as aioredis
 
     from relay.config import Config
@@ -116,63 +121,111 @@ def _dead_letter(entry_id: bytes, fields: dict[bytes, bytes]) -> DeadLetter:
     )
 
 
-async def _page(redis: aioredis.Redis, key: str, after: str) -> list[DeadLetter]:
-    reply: Any = await redis.xrange(key, min=f"({after}" if after else "-", count=PAGE)
+@contextlib.asynccontextmanager
+async def _client(cfg: Config, redis: aioredis.Redis | None) -> AsyncIterator[aioredis.Redis]:
+    """The caller's client, or a new one closed afterwards (the CLI's case)."""
+    if redis is not None:
+        yield redis
+        return
+    own = create_redis(cfg.redis)
+    try:
+        yield own
+    finally:
+        await own.aclose()
+
+
+async def _page(redis: aioredis.Redis, key: str, after: str, limit: int = PAGE) -> list[DeadLetter]:
+    reply: Any = await redis.xrange(key, min=f"({after}" if after else "-", count=limit)
     return [_dead_letter(entry_id, fields) for entry_id, fields in reply]
 
 
-async def list_dead_letters(cfg: Config, endpoint: str) -> list[DeadLetter]:
+async def _entries(redis: aioredis.Redis, key: str, ids: Sequence[str]) -> list[DeadLetter]:
+    """The dead letters with these entry ids (unknown ids are skipped)."""
+    out: list[DeadLetter] = []
+    for entry_id in ids:
+        reply: Any = await redis.xrange(key, min=entry_id, max=entry_id)
+        out.extend(_dead_letter(found, fields) for found, fields in reply)
+    return out
+
+
+async def list_dead_letters(
+    cfg: Config, endpoint: str, *, redis: aioredis.Redis | None = None
+) -> list[DeadLetter]:
     """Every dead letter of ``endpoint``, oldest first."""
     keys = _endpoint_keys(cfg, endpoint)
-    redis = create_redis(cfg.redis)
-    try:
+    async with _client(cfg, redis) as client:
         out: list[DeadLetter] = []
-        while page := await _page(redis, keys.deadletter, out[-1].entry if out else ""):
+        while page := await _page(client, keys.deadletter, out[-1].entry if out else ""):
             out.extend(page)
         return out
-    finally:
-        await redis.aclose()
 
 
-async def replay(cfg: Config, endpoint: str) -> int:
-    """Queue every dead letter of ``endpoint`` again and re-enable it; returns how many."""
+async def page_dead_letters(
+    cfg: Config, endpoint: str, *, redis: aioredis.Redis, after: str = "", limit: int = PAGE
+) -> list[DeadLetter]:
+    """Up to ``limit`` dead letters of ``endpoint`` after entry ``after``, oldest first."""
+    return await _page(redis, _endpoint_keys(cfg, endpoint).deadletter, after, limit)
+
+
+async def _requeue(client: aioredis.Redis, keys: EndpointKeys, page: list[DeadLetter]) -> int:
+    """Move one page of dead letters back to their district queues (one script)."""
+    script = client.register_script(_REPLAY_LUA)
+    queues: dict[str, int] = {}
+    args: list[str | bytes | int] = [int(time.time() * 1000)]
+    for dead in page:
+        index = queues.setdefault(keys.queue(dead.district), len(queues) + 1)
+        args += [dead.entry, index, dead.district, encode_event(dead.event())]
+    return int(await script(keys=[keys.deadletter, keys.due, keys.state, *queues], args=args))
+
+
+async def replay(
+    cfg: Config,
+    endpoint: str,
+    entries: Sequence[str] | None = None,
+    *,
+    redis: aioredis.Redis | None = None,
+) -> int:
+    """Queue dead letters of ``endpoint`` again and re-enable it; returns how many.
+
+    Args:
+        entries: these dead-letter entry ids; ``None`` means all of them.
+    """
     keys = _endpoint_keys(cfg, endpoint)
-    redis = create_redis(cfg.redis)
-    script = redis.register_script(_REPLAY_LUA)
-    try:
+    async with _client(cfg, redis) as client:
         total = 0
-        after = ""
-        while page := await _page(redis, keys.deadletter, after):
-            after = page[-1].entry
-            queues: dict[str, int] = {}
-            args: list[str | bytes | int] = [int(time.time() * 1000)]
-            for dead in page:
-                index = queues.setdefault(keys.queue(dead.district), len(queues) + 1)
-                args += [dead.entry, index, dead.district, encode_event(dead.event())]
-            total += int(
-                await script(keys=[keys.deadletter, keys.due, keys.state, *queues], args=args)
-            )
-        await redis.hdel(keys.state, "disabled", "disabled_at")
+        if entries is not None:
+            for start in range(0, len(entries), PAGE):
+                found = await _entries(client, keys.deadletter, entries[start : start + PAGE])
+                total += await _requeue(client, keys, found) if found else 0
+        else:
+            after = ""
+            while page := await _page(client, keys.deadletter, after):
+                after = page[-1].entry
+                total += await _requeue(client, keys, page)
+        await client.hdel(keys.state, "disabled", "disabled_at")
         return total
-    finally:
-        await redis.aclose()
 
 
-async def enable(cfg: Config, endpoint: str) -> bool:
+async def enable(cfg: Config, endpoint: str, *, redis: aioredis.Redis | None = None) -> bool:
     """Re-enable an endpoint disabled by a 410 Gone; returns whether it was disabled."""
     keys = _endpoint_keys(cfg, endpoint)
-    redis = create_redis(cfg.redis)
-    try:
-        return bool(await redis.hdel(keys.state, "disabled", "disabled_at"))
-    finally:
-        await redis.aclose()
+    async with _client(cfg, redis) as client:
+        return bool(await client.hdel(keys.state, "disabled", "disabled_at"))
 
 
-async def purge(cfg: Config, endpoint: str) -> int:
-    """Delete every dead letter of ``endpoint``; returns how many there were."""
+async def purge(
+    cfg: Config,
+    endpoint: str,
+    entries: Sequence[str] | None = None,
+    *,
+    redis: aioredis.Redis | None = None,
+) -> int:
+    """Delete dead letters of ``endpoint`` (``None``: all); returns how many were deleted."""
     keys = _endpoint_keys(cfg, endpoint)
-    redis = create_redis(cfg.redis)
-    try:
-        return int(await redis.register_script(_PURGE_LUA)(keys=[keys.deadletter]))
-    finally:
-        await redis.aclose()
+    async with _client(cfg, redis) as client:
+        if entries is None:
+            return int(await client.register_script(_PURGE_LUA)(keys=[keys.deadletter]))
+        total = 0
+        for start in range(0, len(entries), PAGE):
+            total += int(await client.xdel(keys.deadletter, *entries[start : start + PAGE]))
+        return total
