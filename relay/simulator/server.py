@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import msgspec
 from aiohttp import web
 
-from relay.simulator import control, dataapi, paging
+from relay.simulator import control, dataapi, fleet, paging
 from relay.simulator._http import DISTRICT_KEY, district_of, json_error, parse_page
 from relay.simulator.context import SIM_KEY, Simulator
 from relay.simulator.faults import malform
@@ -176,6 +176,7 @@ def build_app(world: World, options: SimOptions) -> web.Application:
     app.router.add_get("/v3.0/events/{id}", get_event)
     dataapi.add_routes(app)
     control.add_routes(app)
+    fleet.add_routes(app)
     if options.live_rate > 0:
         app.cleanup_ctx.append(live_activity)
     return app
