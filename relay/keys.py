@@ -19,6 +19,8 @@ class Keys:
         self.translator_lease = f"{prefix}:translator:lease"
         self.replicas = f"{prefix}:replicas"
         """Sorted set of live relay replicas scored by last heartbeat (district lease sharing)."""
+        self.fleet_known = f"{prefix}:fleet:districts"
+        """Set of every district discovery has ever seen (docs/fleet.md)."""
 
     def cursor(self, district: str) -> str:
         """The last Clever event id published for ``district``."""
@@ -47,3 +49,7 @@ class Keys:
     def lease_fence(self, district: str) -> str:
         """The counter that numbers acquisitions of a district's lease (its fencing token)."""
         return f"{self.prefix}:lease:{district}:fence"
+
+    def fleet(self, district: str) -> str:
+        """Hash of a discovered district's fleet state: phase, onboarding progress, removal."""
+        return f"{self.prefix}:fleet:{district}"

@@ -100,3 +100,10 @@ PUBLISH_SECONDS = Histogram(
     registry=REGISTRY,
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
 )
+FLEET_DISTRICTS = Gauge(
+    "clever_relay_fleet_districts",
+    "Districts this replica knows, by source (static, discovered) and phase "
+    "(onboarding, polling, unauthorized, removed).",
+    ["source", "phase"],
+    registry=REGISTRY,
+)
