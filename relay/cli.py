@@ -97,8 +97,23 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
     cfg = _config(args)
     logs.configure(level=cfg.log.level, fmt=cfg.log.format)
+    if args.district is not None:  # a discovered district: its token comes from Clever's list
+        from relay.fleet.admin import discovered_as_static
+
+        cfg = asyncio.run(discovered_as_static(cfg, args.district))
     code: int = asyncio.run(run_sync(cfg, args.district, progress=sys.stdout.isatty()))
     return code
+
+
+def cmd_districts(args: argparse.Namespace) -> int:
+    """Print every district with its source, phase, cursor, lag and onboarding progress."""
+    from relay.fleet.admin import COLUMNS, district_rows
+
+    rows = asyncio.run(district_rows(_config(args)))
+    print("\t".join(COLUMNS))
+    for row in rows:
+        print("\t".join(row))
+    return EXIT_OK
 
 
 def cmd_webhooks(args: argparse.Namespace) -> int:
@@ -194,6 +209,12 @@ def build_parser(*, with_simulator: bool = True) -> argparse.ArgumentParser:
     set_.add_argument("event_id", help="the Clever event id to resume after")
     sync = add("sync", cmd_sync, "initial or repair sync of the v2 read model from the Data API")
     sync.add_argument("--district", help="only this district")
+    districts = add("districts", cmd_districts, "list every district (static and discovered)")
+    districts_sub = districts.add_subparsers(dest="districts_command", required=True)
+    listing = districts_sub.add_parser(
+        "list", help="source, phase, cursor, lag and onboarding of each district", parents=debug
+    )
+    listing.add_argument("--config", help="TOML config file (default: $RELAY_CONFIG)")
     webhooks = add("webhooks", cmd_webhooks, "inspect, re-send or drop webhook dead letters")
     webhooks_sub = webhooks.add_subparsers(dest="webhooks_command", required=True, metavar="ACTION")
     for action, help_ in (

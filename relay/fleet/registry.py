@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import redis.asyncio as aioredis
     from redis.commands.core import AsyncScript
 
+    from relay.config import Config
     from relay.keys import Keys
 
 ONBOARDING = "onboarding"
@@ -201,3 +202,41 @@ class Registry:
 
 def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def describe(
+    fleet: dict[str, str], poll_state: dict[str, str], *, static: bool
+) -> tuple[str, str, dict[str, object] | None]:
+    """A district's ``(source, phase, onboarding)`` for /status and ``districts list``.
+
+    ``phase`` is the fleet phase (``polling`` for static districts), shown as ``unauthorized``
+    while Clever refuses its token; ``onboarding`` is ``{"objects": {v2 type: count}, "done":
+    bool}`` for a discovered district that was onboarded by sync (or is being), else None.
+    """
+    source = "static" if static else "discovered"
+    phase = POLLING if static else fleet.get("phase", "discovered")
+    if (
+        phase == POLLING
+        and poll_state.get("healthy") == "0"
+        and poll_state.get("last_error") == "auth"
+    ):
+        phase = "unauthorized"
+    raw = fleet.get("progress") if phase == ONBOARDING else fleet.get("counts")
+    onboarding: dict[str, object] | None = None
+    if not static and (raw is not None or phase == ONBOARDING):
+        try:
+            objects = json.loads(raw) if raw else {}
+        except ValueError:
+            objects = {}
+        onboarding = {"objects": objects, "done": phase != ONBOARDING}
+    return source, phase, onboarding
+
+
+async def discovered_districts(
+    redis: aioredis.Redis, keys: Keys, cfg: Config, static: list[str]
+) -> list[str]:
+    """Every district discovery has seen that is not also static, sorted (none without it)."""
+    if cfg.clever.discovery is None:
+        return []
+    members: Any = await redis.smembers(keys.fleet_known)
+    return sorted(d for d in map(_text, members) if d not in set(static))
