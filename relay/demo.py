@@ -1,6 +1,7 @@
 """``clever-relay demo``: the whole pipeline on this machine, in one command (CONTRACT §8).
 
-It starts the simulator (seeded, three districts, live activity), finds a Redis (the one at
+It starts the simulator (seeded, three districts, live activity; a fourth joins after a few
+seconds and is discovered and onboarded, docs/fleet.md), finds a Redis (the one at
 ``redis.url`` when it answers, else a private ``redis-server`` on a free port that it stops on
 exit), runs poller, translator and ops server in this process, and shows what flows: per
 district the cursor and lag, per legacy topic the created/updated/deleted counts, the latest
@@ -43,6 +44,10 @@ DEMO_HISTORY = 2000
 DEMO_LIVE_RATE = 20.0
 """New simulated events per second while the demo runs."""
 RECENT = 8
+JOIN_AFTER_S = 4.0
+"""When a fourth district authorizes the app: discovery finds it and onboards it by sync."""
+DEMO_APP = ("sim_client_id", "sim_client_secret")
+"""The simulator's default client id and secret (its tokens endpoint prints them too)."""
 
 
 class DemoError(RelayError):
@@ -121,6 +126,12 @@ def demo_config(
             "poll_interval_s": 0.5,
             "page_limit": 1000,
             "districts": [{"id": d, "token": t, "start": "earliest"} for d, t in districts],
+            "discovery": {  # the district that joins mid-run is discovered (docs/fleet.md)
+                "client_id": DEMO_APP[0],
+                "client_secret": DEMO_APP[1],
+                "oauth_base_url": base_url,
+                "interval_s": 1.0,
+            },
         },
         "redis": {"prefix": DEMO_PREFIX},
         "legacy": {"block_ms": 200},
@@ -316,7 +327,15 @@ async def _demo(args: argparse.Namespace) -> int:
             redis_url = await stack.enter_async_context(private_redis())
             print(f"no Redis at {probe.redis.url}; started a private one at {redis_url}")
         cfg = demo_config(base_url=sim.base_url, districts=pairs, redis_url=redis_url)
-        return await _run_pipeline(cfg, [d for d, _ in pairs], args.duration)
+        districts = [d for d, _ in pairs]
+
+        def join() -> None:
+            joined = sim.world.add_generated(200).id
+            districts.append(joined)
+            print(f"district joined: {joined} (discovered, onboarded by sync)", flush=True)
+
+        asyncio.get_running_loop().call_later(JOIN_AFTER_S, join)
+        return await _run_pipeline(cfg, districts, args.duration)
 
 
 async def _run_pipeline(cfg: Config, districts: list[str], duration: float | None) -> int:

@@ -45,7 +45,9 @@ end
 if phase ~= 'removed' then return phase end
 local removed_at = tonumber(redis.call('HGET', KEYS[1], 'removed_at') or '0')
 if tonumber(ARGV[2]) <= removed_at then return 'removed' end
-if tonumber(ARGV[3]) - removed_at > tonumber(ARGV[4]) then
+local expired = tonumber(ARGV[3]) - removed_at > tonumber(ARGV[4])
+local unfinished = ARGV[1] == 'onboarding' and not redis.call('HGET', KEYS[1], 'onboarded_at')
+if expired or unfinished then
   local old = redis.call('GET', KEYS[2])
   redis.call('HSET', KEYS[1], 'phase', 'onboarding')
   if old then redis.call('HSET', KEYS[1], 'old_cursor', old) end
@@ -106,8 +108,9 @@ class Registry:
 
         New districts get ``initial`` (``onboarding`` or ``polling``; ``polling`` when a cursor
         is stored already). A removed district comes back as ``polling`` (resumes from its
-        cursor) within ``retention_s`` of its removal, else as ``onboarding``; a read that began
-        before the removal cannot bring it back. Returns every district's phase now.
+        cursor) within ``retention_s`` of its removal, else as ``onboarding``, and also as
+        ``onboarding`` when it left before its onboarding finished; a read that began before
+        the removal cannot bring it back. Returns every district's phase now.
         """
         now = repr(time.time())
         pipe = self.redis.pipeline(transaction=False)
