@@ -109,7 +109,7 @@ class Fleet:
                 except (CleverError, RedisError, DiscoveryAuthError, ConfigError) as exc:
                     delay = min(delay, backoff.next_delay())
                     self._failed(exc)
-                except Exception as exc:  # the loop boundary: log, wait, carry on (STYLE §7)
+                except Exception as exc:  # the loop boundary: log, wait, carry on
                     log.exception("discovery_loop_failed", error=repr(exc))
                     delay = min(delay, backoff.next_delay())
                 await self._wait(delay, stop)
