@@ -40,6 +40,8 @@ def _config(args: argparse.Namespace) -> Config:
 def _secret_problems(cfg: Config) -> list[str]:
     """Every secret ``run`` would resolve at start-up that it could not (one line each)."""
     checks: list[Callable[[], object]] = [d.resolve_token for d in cfg.clever.districts]
+    if cfg.clever.discovery is not None:
+        checks.append(cfg.clever.discovery.resolve_credentials)
     if "webhooks" in cfg.relay.components:
         checks += [endpoint.resolve_secrets for endpoint in cfg.webhooks.endpoints]
     if "v2api" in cfg.relay.components:

@@ -155,6 +155,41 @@ class TestRotationAndRemoval:
         assert bad.id not in await entries_by_district(redis_client)
 
 
+class TestUnauthorizedDiscovered:
+    async def test_listed_token_refused_is_unauthorized_until_rotated(
+        self, redis_url: str, redis_client: aioredis.Redis
+    ) -> None:
+        """A discovered district whose listed token is refused waits as unauthorized while the
+        other polls; a rotation brings it back with no event lost or repeated."""
+        world = World.generate(9, districts=2, events_per_district=10)
+        bad, good = world.districts
+        async with running_simulator(world, SimOptions()) as sim:
+            tree = fleet_cfg(redis_url, sim.base_url, reread_min_s=0.5)
+            async with running_poller(validate(tree)) as running:
+                await wait_for(lambda: _onboarded(redis_client, 2))
+                e0 = bad.feed.last_id
+                await sim_call("POST", f"{sim.base_url}/_sim/districts/{bad.id}/revoke")
+                bad.generate(3)
+                good.generate(3)
+                await wait_for(lambda: _caught_up(redis_client, good))
+                await wait_for(lambda: _phase_is(running.poller.status(), bad.id, "unauthorized"))
+                while_refused = event_ids((await entries_by_district(redis_client))[bad.id])
+                good.generate(2)
+                await wait_for(lambda: _caught_up(redis_client, good))
+                await sim_call("POST", f"{sim.base_url}/_sim/districts/{bad.id}/rotate")
+                await wait_for(lambda: _caught_up(redis_client, bad))
+                phase_after = running.poller.status()[bad.id]["phase"]
+            entries = await entries_by_district(redis_client)
+        assert while_refused == []
+        assert entries[bad.id] == _expected(bad, e0)
+        assert len(event_ids(entries[bad.id])) == 3
+        assert phase_after == "polling"
+
+
+async def _phase_is(status: dict[str, dict[str, object]], district: str, phase: str) -> bool:
+    return status[district]["phase"] == phase
+
+
 async def _caught_up(redis: aioredis.Redis, district: District) -> bool:
     return _last(await entries_by_district(redis), district)
 

@@ -11,11 +11,13 @@ adds, re-tokens and removes them here at run time; docs/fleet.md).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from typing import TYPE_CHECKING
 
 from relay.config import District
 from relay.district_leases import LeaseRunner, LeaseTable
+from relay.metrics import CURSOR_AGE, DISTRICT_LAG, DISTRICT_UP
 from relay.poller.district import DistrictPoller
 from relay.poller.prefetch import PrefetchBudget
 from relay.publish import Publisher
@@ -111,6 +113,9 @@ class Poller:
         """Stop polling a district and release its lease (at the next lease tick)."""
         if self.work.pop(district_id, None) is not None:
             self.leases.set_work(self.work)
+            for gauge in (CURSOR_AGE, DISTRICT_UP, DISTRICT_LAG):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(district_id)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll held districts until ``stop``; returns once each has finished its publish."""

@@ -6,7 +6,8 @@ shape ``{"data": [{"id", "created", "owner": {"type", "id"}, "access_token", "sc
 "links": [...]}``, paged by district id with a ``next`` link once a page is full
 (``tokens_page_size``). The ``/_sim/districts`` control endpoints add a district (generated
 data, or a disconnected one coming back with a new token), disconnect one (its token then
-answers 401, its feed is kept) and rotate a token (the old one answers 401 at once), so tests
+answers 401, its feed is kept), rotate a token (the old one answers 401 at once) and revoke one
+(it answers 401 but stays listed, until the next rotation), so tests
 and the demo can exercise the relay's fleet handling (docs/fleet.md).
 """
 
@@ -132,6 +133,15 @@ async def rotate_token(request: web.Request) -> web.Response:
     return _json({"id": district.id, "token": district.token})
 
 
+async def revoke_token(request: web.Request) -> web.Response:
+    """Refuse a district's token (401) while the tokens list still shows it."""
+    district = _find(request)
+    if district is None:
+        return json_error(404, f"no district {request.match_info['id']}")
+    district.revoked = True
+    return _json({"id": district.id})
+
+
 def _find(request: web.Request) -> District | None:
     try:
         return request.app[SIM_KEY].world.district(request.match_info["id"])
@@ -140,6 +150,7 @@ def _find(request: web.Request) -> District | None:
 
 
 def _rotate(district: District) -> None:
+    district.revoked = False
     district.rotations += 1
     district.token = f"{token_for(district.id)}_r{district.rotations}"
     district.token_created = time.time()
@@ -151,3 +162,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/_sim/districts", add_district)
     app.router.add_delete("/_sim/districts/{id}", remove_district)
     app.router.add_post("/_sim/districts/{id}/rotate", rotate_token)
+    app.router.add_post("/_sim/districts/{id}/revoke", revoke_token)

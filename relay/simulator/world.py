@@ -85,6 +85,8 @@ class District:
         self._event_ids = IdMaker(rng.getrandbits(40))
         self.authorized = True
         """False once the district disconnected the app: its token answers 401 (docs/fleet.md)."""
+        self.revoked = False
+        """True when the listed token answers 401 (Clever revoked it but still lists it)."""
         self.token_created = time.time()
         """When the current token was issued (the tokens endpoint's ``created``)."""
         self.rotations = 0
@@ -187,7 +189,10 @@ class World:
 
     def by_token(self, token: str) -> District | None:
         """The authorized district a bearer token belongs to, if any."""
-        return next((d for d in self.districts if d.token == token and d.authorized), None)
+        return next(
+            (d for d in self.districts if d.token == token and d.authorized and not d.revoked),
+            None,
+        )
 
     def add_generated(self, events: int, *, history_days: float = 1.0) -> District:
         """A new generated district (the next of this seed) with ``events`` of history."""
