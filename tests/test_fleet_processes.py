@@ -7,8 +7,9 @@ import signal
 import time
 from typing import TYPE_CHECKING
 
+from relay.district_leases import lease_holder
 from relay.simulator import Faults, SimOptions, World, running_simulator
-from tests.fleet_support import control_entries, entries_by_district
+from tests.fleet_support import KEYS, control_entries, entries_by_district
 from tests.test_poller import PREFIX, wait_for
 from tests.test_scaleout import relays, start_relay
 
@@ -97,6 +98,8 @@ class TestFleetProcesses:
             async with relays(config, ["r0", "r1", "r2"]) as procs:
                 await wait_for(lambda: _onboarded(redis_client, 20), timeout_s=120)
                 victim = procs["r1"]
+                leases = await redis_client.mget([KEYS.lease(d.id) for d in world.districts])
+                held = sum(1 for value in leases if lease_holder(value) == "r1")
                 victim.proc.send_signal(signal.SIGKILL)
                 victim.killed_at = time.time()
                 await asyncio.to_thread(victim.proc.wait, 20)
@@ -108,3 +111,4 @@ class TestFleetProcesses:
                 await wait_for(lambda: _all_caught_up(redis_client, world), timeout_s=60)
             entries = await entries_by_district(redis_client)
         assert entries == await _exact(redis_client, world)
+        assert held > 0
