@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+import pytest
+
 from relay.config import validate
+from relay.fleet import discovery
 from relay.simulator import SimOptions, World, running_simulator
 from tests.fleet_support import (
     control_entries,
@@ -153,6 +156,42 @@ class TestRotationAndRemoval:
             world.districts[2].id: ("discovered", "polling"),
         }
         assert bad.id not in await entries_by_district(redis_client)
+
+
+class TestReturnAfterRetention:
+    async def test_back_after_retention_is_onboarded_again(
+        self, redis_url: str, redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Back after the retention window: old cursor dropped, synced again, polled after E0."""
+        monkeypatch.setattr(discovery, "RESUME_WITHIN_S", 0.0)
+        world = World.generate(10, districts=2, events_per_district=10)
+        district = world.districts[0]
+        async with running_simulator(world, SimOptions()) as sim:
+            async with running_poller(validate(fleet_cfg(redis_url, sim.base_url))):
+                await wait_for(lambda: _onboarded(redis_client, 2))
+                first_e0 = district.feed.last_id
+                district.generate(3)
+                await wait_for(lambda: _caught_up(redis_client, district))
+                left_at = district.feed.last_id
+                await sim_call("DELETE", f"{sim.base_url}/_sim/districts/{district.id}")
+                await wait_for(lambda: _removed(redis_client, 1))
+                district.generate(4)
+                second_e0 = district.feed.last_id
+                await sim_call("POST", f"{sim.base_url}/_sim/districts", {"id": district.id})
+                await wait_for(lambda: _onboarded(redis_client, 3))
+                district.generate(2)
+                await wait_for(lambda: _caught_up(redis_client, district))
+            entries = await entries_by_district(redis_client)
+        assert first_e0 is not None
+        assert left_at is not None
+        events = _after(district, first_e0)
+        assert entries[district.id] == [
+            ("relay.district_onboarded", first_e0),
+            *events[:3],
+            ("relay.district_removed", left_at),
+            ("relay.district_onboarded", second_e0),
+            *events[7:],
+        ]
 
 
 class TestUnauthorizedDiscovered:
