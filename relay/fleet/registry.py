@@ -30,34 +30,40 @@ if TYPE_CHECKING:
     from relay.config import Config
     from relay.keys import Keys
 
+SEEN_CHUNK = 500
+"""Districts per phase-script call: bounds how long one call holds Redis."""
 ONBOARDING = "onboarding"
 POLLING = "polling"
 REMOVED = "removed"
 
 _SEEN = """
-redis.call('SADD', KEYS[3], ARGV[5])
-local phase = redis.call('HGET', KEYS[1], 'phase')
-if not phase then
-  if redis.call('EXISTS', KEYS[2]) == 1 then phase = 'polling' else phase = ARGV[1] end
-  redis.call('HSET', KEYS[1], 'phase', phase, 'source', 'discovered', 'first_seen', ARGV[3])
-  return phase
+local out = {}
+for n = 1, (#KEYS - 1) / 2 do
+  local fleet, cursor = KEYS[2 * n], KEYS[2 * n + 1]
+  redis.call('SADD', KEYS[1], ARGV[4 + n])
+  local phase = redis.call('HGET', fleet, 'phase')
+  if not phase then
+    if redis.call('EXISTS', cursor) == 1 then phase = 'polling' else phase = ARGV[1] end
+    redis.call('HSET', fleet, 'phase', phase, 'source', 'discovered', 'first_seen', ARGV[3])
+  elseif phase == 'removed' then
+    local removed_at = tonumber(redis.call('HGET', fleet, 'removed_at') or '0')
+    if tonumber(ARGV[2]) > removed_at then
+      local expired = tonumber(ARGV[3]) - removed_at > tonumber(ARGV[4])
+      local unfinished = ARGV[1] == 'onboarding' and not redis.call('HGET', fleet, 'onboarded_at')
+      if expired or unfinished then
+        phase = 'onboarding'
+        local old = redis.call('GET', cursor)
+        if old then redis.call('HSET', fleet, 'old_cursor', old) end
+      else
+        phase = 'polling'
+      end
+      redis.call('HSET', fleet, 'phase', phase)
+      redis.call('HDEL', fleet, 'removed_at')
+    end
+  end
+  out[n] = phase
 end
-if phase ~= 'removed' then return phase end
-local removed_at = tonumber(redis.call('HGET', KEYS[1], 'removed_at') or '0')
-if tonumber(ARGV[2]) <= removed_at then return 'removed' end
-local expired = tonumber(ARGV[3]) - removed_at > tonumber(ARGV[4])
-local unfinished = ARGV[1] == 'onboarding' and not redis.call('HGET', KEYS[1], 'onboarded_at')
-if expired or unfinished then
-  local old = redis.call('GET', KEYS[2])
-  redis.call('HSET', KEYS[1], 'phase', 'onboarding')
-  if old then redis.call('HSET', KEYS[1], 'old_cursor', old) end
-  phase = 'onboarding'
-else
-  redis.call('HSET', KEYS[1], 'phase', 'polling')
-  phase = 'polling'
-end
-redis.call('HDEL', KEYS[1], 'removed_at')
-return phase
+return out
 """
 
 _REMOVE = """
@@ -113,14 +119,14 @@ class Registry:
         the removal cannot bring it back. Returns every district's phase now.
         """
         now = repr(time.time())
-        pipe = self.redis.pipeline(transaction=False)
-        for district in districts:
-            await self._seen(
-                keys=[self.keys.fleet(district), self.keys.cursor(district), self.keys.fleet_known],
-                args=[initial, repr(read_started), now, repr(retention_s), district],
-                client=pipe,
-            )
-        phases = await pipe.execute() if districts else []
+        phases: list[Any] = []
+        for start in range(0, len(districts), SEEN_CHUNK):
+            chunk = districts[start : start + SEEN_CHUNK]
+            keys = [self.keys.fleet_known]
+            for district in chunk:
+                keys += [self.keys.fleet(district), self.keys.cursor(district)]
+            args = [initial, repr(read_started), now, repr(retention_s), *chunk]
+            phases += await self._seen(keys=keys, args=args)
         return {d: _text(p) for d, p in zip(districts, phases, strict=True)}
 
     async def remove(self, district: str, reason: str) -> bool:
