@@ -204,6 +204,11 @@ def _check_discovery(cfg: Config) -> list[str]:
         sources = (name, f"{name}_env", f"{name}_file")
         if sum(getattr(discovery, source) is not None for source in sources) != 1:
             problems.append(f"clever.discovery: exactly one of {', '.join(sources)} is required")
+    if discovery.onboard == "sync" and cfg.redis.cluster:
+        problems.append(
+            'clever.discovery.onboard: "sync" is not supported with redis.cluster = true yet '
+            '(the Data API sync does not run on Redis Cluster); use "latest" or "earliest"'
+        )
     url = urlsplit(discovery.oauth_base_url)
     if url.scheme not in ("http", "https") or not url.netloc or url.path not in ("", "/"):
         problems.append(

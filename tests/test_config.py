@@ -145,6 +145,17 @@ class TestDiscovery:
             "clever.discovery.oauth_base_url: must be scheme://host[:port] with no path",
         ]
 
+    def test_sync_onboarding_is_refused_on_a_cluster(self, tmp_path: Path) -> None:
+        """onboard = "sync" with Redis Cluster is a config error naming the key."""
+        text = (
+            '[redis]\ncluster = true\nprefix = "{c}"\n'
+            '[clever.discovery]\nclient_id = "a"\nclient_secret = "b"\n'
+        )
+        assert problems_of(write(tmp_path, text)) == [
+            'clever.discovery.onboard: "sync" is not supported with redis.cluster = true yet '
+            '(the Data API sync does not run on Redis Cluster); use "latest" or "earliest"'
+        ]
+
     def test_credentials_resolve_and_never_show(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
