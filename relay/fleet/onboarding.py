@@ -87,8 +87,11 @@ class Onboarding:
                 await poller.publish(Batch(expected=old, new_cursor=None))
             await self.registry.clear_old_cursor(poller.id)
         log.info("district_onboarding", district=poller.id)
-        async with self.slots:
+        await self._wait_for_slot(poller)
+        try:
             counts = await self._sync(poller)
+        finally:
+            self.slots.release()
         cursor = await poller.publisher.read_cursor(poller.id)
         await self.registry.onboarded(poller.id, lease=poller.lease, cursor=cursor, counts=counts)
         poller.cursor = cursor
@@ -96,6 +99,24 @@ class Onboarding:
         self.progress.pop(poller.id, None)
         log.info("district_onboarded", district=poller.id, cursor=cursor, counts=counts)
         return True
+
+    async def _wait_for_slot(self, poller: DistrictPoller) -> None:
+        """Take an onboarding slot, ticking the district's health while waiting (a long queue
+        of new districts is not a stuck loop) and giving up when the poller is stopped.
+
+        Raises:
+            Stopped: the poller was asked to stop while waiting.
+        """
+        while True:
+            poller.health.tick(poller.name)
+            if poller.stopping():
+                raise Stopped("stop requested while waiting to onboard")
+            try:
+                async with asyncio.timeout(PROGRESS_EVERY_S):
+                    await self.slots.acquire()
+            except TimeoutError:
+                continue
+            return
 
     async def _sync(self, poller: DistrictPoller) -> dict[str, int]:
         """Run the district's Data API sync until done, or until the poller is stopped."""

@@ -135,6 +135,10 @@ class DistrictPoller:
         """Return once this run is asked to stop."""
         await self._stop.wait()
 
+    def stopping(self) -> bool:
+        """Whether this run has been asked to stop."""
+        return self._stop.is_set()
+
     def status(self) -> dict[str, object]:
         """State for /status: no token, nothing that needs Redis."""
         progress = self.onboarding.progress.get(self.id) if self.onboarding else None
