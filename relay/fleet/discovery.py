@@ -165,11 +165,14 @@ class Fleet:
         phases = await self.registry.seen(
             sorted(listed), initial=initial, read_started=started, retention_s=RESUME_WITHIN_S
         )
-        for district, phase in phases.items():
-            if phase != REMOVED:
-                self._present(listed[district])
-        for district in sorted(self.members - set(listed)):
-            await self._missing(district)
+        try:
+            for district, phase in phases.items():
+                if phase != REMOVED:
+                    self._present(listed[district])
+            for district in sorted(self.members - set(listed)):
+                await self._missing(district)
+        finally:
+            self.poller.commit()
         self.state, self.last_read_at = "ok", time.time()
         self._count()
         log.info("token_list_read", districts=len(listed), polled=len(self.poller.work))

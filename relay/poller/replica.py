@@ -99,23 +99,26 @@ class Poller:
     def add_discovered(
         self, district_id: str, token: str, *, start: str, onboarding: Onboarding
     ) -> DistrictPoller:
-        """Add a discovered district; its lease is taken (here or elsewhere) at the next tick."""
+        """Add a discovered district; after :meth:`commit`, its lease is taken (here or
+        elsewhere) at the next lease tick."""
         poller = self._district_poller(District(id=district_id, token=token, start=start))
         poller.source = "discovered"
         poller.onboarding = onboarding
         if self.fleet is not None:
             poller.on_auth_failure = self.fleet.request_reread
         self.work[district_id] = poller
-        self.leases.set_work(self.work)
         return poller
 
     def remove(self, district_id: str) -> None:
-        """Stop polling a district and release its lease (at the next lease tick)."""
+        """Stop polling a district and release its lease (after :meth:`commit`)."""
         if self.work.pop(district_id, None) is not None:
-            self.leases.set_work(self.work)
             for gauge in (CURSOR_AGE, DISTRICT_UP, DISTRICT_LAG):
                 with contextlib.suppress(KeyError):
                     gauge.remove(district_id)
+
+    def commit(self) -> None:
+        """Hand the district set, after adds and removals, to the lease runner (next tick)."""
+        self.leases.set_work(self.work)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll held districts until ``stop``; returns once each has finished its publish."""
