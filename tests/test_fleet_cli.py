@@ -81,6 +81,9 @@ class TestFleetCli:
                 await asyncio.to_thread(main, ["districts", "list", "--config", str(config)]) == 0
             )
             listed = capsys.readouterr().out.splitlines()
+            show = ["cursor", "show", "--config", str(config)]
+            assert await asyncio.to_thread(main, show) == 0
+            cursors = capsys.readouterr().out.splitlines()
             before = sim.stats.token(found.id).requests
             code = await asyncio.to_thread(
                 main, ["sync", "--config", str(config), "--district", found.id]
@@ -94,7 +97,27 @@ class TestFleetCli:
             [static.id, "static", "polling", static.feed.last_id, "-"],
             [found.id, "discovered", "polling", found.feed.last_id, f"done {total}"],
         ]
+        assert cursors == [
+            f"{static.id}\t{static.feed.last_id}",
+            f"{found.id}\t{found.feed.last_id}",
+        ]
         assert (code, requests) == (0, 13)  # newest event id; six lists, each one page + empty
+
+
+class TestFleetCheckConfig:
+    def test_check_config_names_an_unset_client_secret(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """check-config reads the discovery credentials: an unset variable is one line, exit 2."""
+        monkeypatch.delenv("FLEET_TEST_SECRET", raising=False)
+        config = tmp_path / "relay.toml"
+        config.write_text(
+            '[clever.discovery]\nclient_id = "app"\nclient_secret_env = "FLEET_TEST_SECRET"\n'
+        )
+        assert main(["check-config", "--config", str(config)]) == 2
+        assert capsys.readouterr().err.splitlines() == [
+            "clever.discovery.client_secret_env: variable FLEET_TEST_SECRET is unset"
+        ]
 
 
 async def _cursor_is(redis: aioredis.Redis, district: str, cursor: str | None) -> bool:
