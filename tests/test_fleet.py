@@ -93,7 +93,7 @@ class TestRotationAndRemoval:
                 )
                 district.generate(5)
                 await wait_for(lambda: _caught_up(redis_client, district))
-                token_now = running.poller.work[district.id].token
+                token_now = running.poller.by_id[district.id].token
             entries = await entries_by_district(redis_client)
         assert token_now == rotated["token"]
         assert entries[district.id] == _expected(district, e0[district.id])
@@ -113,7 +113,7 @@ class TestRotationAndRemoval:
                 await wait_for(lambda: _caught_up(redis_client, district))
                 await sim_call("DELETE", f"{sim.base_url}/_sim/districts/{district.id}")
                 await wait_for(lambda: _removed(redis_client, 1))
-                polled_while_removed = district.id in running.poller.work
+                polled_while_removed = district.id in running.poller.by_id
                 district.generate(4)
                 other.generate(2)
                 await wait_for(lambda: _caught_up(redis_client, other))

@@ -175,14 +175,14 @@ class Fleet:
             self.poller.commit()
         self.state, self.last_read_at = "ok", time.time()
         self._count()
-        log.info("token_list_read", districts=len(listed), polled=len(self.poller.work))
+        log.info("token_list_read", districts=len(listed), polled=len(self.poller.by_id))
 
     def _present(self, item: DistrictToken) -> None:
         district = item.district
         self.absent.pop(district, None)
         self.removed.discard(district)
         self.members.add(district)
-        current = self.poller.work.get(district)
+        current = self.poller.by_id.get(district)
         if current is None:
             start = "earliest" if self.discovery.onboard == "sync" else self.discovery.onboard
             self.poller.add_discovered(

@@ -61,7 +61,7 @@ class Poller:
         )
         self._redis, self._session, self._health, self.keys = redis, session, health, keys
         self._budget = PrefetchBudget()
-        self.work: dict[str, DistrictPoller] = {
+        self.by_id: dict[str, DistrictPoller] = {
             d.id: self._district_poller(d) for d in cfg.clever.districts
         }
         self.instance = instance or cfg.relay.instance or socket.gethostname()
@@ -69,10 +69,10 @@ class Poller:
             redis=redis,
             keys=keys,
             instance=self.instance,
-            districts=list(self.work),
+            districts=list(self.by_id),
             ttl_s=cfg.relay.lease_ttl_s,
         )
-        self.leases = LeaseRunner(table=table, work=dict(self.work), health=health)
+        self.leases = LeaseRunner(table=table, work=dict(self.by_id), health=health)
         self.fleet: Fleet | None = None
         if cfg.clever.discovery is not None:
             from relay.fleet.discovery import Fleet
@@ -82,7 +82,7 @@ class Poller:
     @property
     def districts(self) -> list[DistrictPoller]:
         """Every district's poll loop (held here or not)."""
-        return list(self.work.values())
+        return list(self.by_id.values())
 
     def _district_poller(self, district: District) -> DistrictPoller:
         return DistrictPoller(
@@ -106,19 +106,19 @@ class Poller:
         poller.onboarding = onboarding
         if self.fleet is not None:
             poller.on_auth_failure = self.fleet.request_reread
-        self.work[district_id] = poller
+        self.by_id[district_id] = poller
         return poller
 
     def remove(self, district_id: str) -> None:
         """Stop polling a district and release its lease (after :meth:`commit`)."""
-        if self.work.pop(district_id, None) is not None:
+        if self.by_id.pop(district_id, None) is not None:
             for gauge in (CURSOR_AGE, DISTRICT_UP, DISTRICT_LAG):
                 with contextlib.suppress(KeyError):
                     gauge.remove(district_id)
 
     def commit(self) -> None:
         """Hand the district set, after adds and removals, to the lease runner (next tick)."""
-        self.leases.set_work(self.work)
+        self.leases.set_work(self.by_id)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll held districts until ``stop``; returns once each has finished its publish."""
