@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import TYPE_CHECKING, Any
@@ -13,7 +14,20 @@ from aiohttp import web
 from relay.errors import CleverError
 from relay.fleet.registry import Registry
 from relay.fleet.tokens import DiscoveryAuthError, TokensClient
+from relay.health import Health
+from relay.translate.consumer import Translator
 from tests.fleet_support import KEYS
+from tests.test_translator_helpers import (
+    DISTRICT_A,
+    drained,
+    event,
+    eventually,
+    legacy_streams,
+    object_id,
+    publish,
+    student,
+    test_cfg,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -178,3 +192,39 @@ class TestRegistry:
             ["was-static", "new"], initial="onboarding", read_started=0.0, retention_s=60
         )
         assert phases == {"was-static": "polling", "new": "onboarding"}
+
+
+class TestTranslatorSkipsFleetEntries:
+    async def test_onboarded_and_removed_entries_are_acknowledged_not_translated(
+        self, redis_url: str, redis_client: aioredis.Redis
+    ) -> None:
+        """Fleet control entries are acknowledged: no legacy event, no dead letter."""
+        registry = Registry(redis_client, KEYS, events_maxlen=1000)
+        await registry.seen([DISTRICT_A], initial="onboarding", read_started=0.0, retention_s=60)
+        assert await registry.onboarded(DISTRICT_A, lease=None, cursor=None, counts={"students": 1})
+        await publish(
+            redis_client, DISTRICT_A, [event("users.created", student(object_id(9), DISTRICT_A))]
+        )
+        assert await registry.remove(DISTRICT_A, "gone")
+        async with aiohttp.ClientSession() as session:
+            translator = Translator(
+                cfg=test_cfg(redis_url),
+                redis=redis_client,
+                session=session,
+                health=Health(),
+                keys=KEYS,
+                consumer_name="t1",
+            )
+            stop = asyncio.Event()
+            task = asyncio.create_task(translator.run(stop))
+            try:
+                await eventually(lambda: drained(redis_client), what="drained")
+            finally:
+                stop.set()
+                await asyncio.wait_for(task, 10)
+        streams = await legacy_streams(redis_client)
+        assert [(k, [e["type"] for e in v]) for k, v in streams.items()] == [
+            ("students", ["students.created"])
+        ]
+        assert await redis_client.xlen(KEYS.deadletter) == 0
+        assert await redis_client.xlen(KEYS.events) == 3
