@@ -119,6 +119,7 @@ class Fleet:
     def _failed(self, exc: Exception) -> None:
         if isinstance(exc, DiscoveryAuthError):
             self.state = "unauthorized"
+            self._tokens = None  # read the credentials again: a mounted secret file may change
             log.error("token_list_refused", status=exc.status, hint="check the client id/secret")
         else:
             self.state = "backoff"
