@@ -21,6 +21,8 @@ from tests.fleet_support import (
 from tests.test_poller import running_poller, wait_for
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import redis.asyncio as aioredis
 
     from relay.simulator.world import District
@@ -192,6 +194,33 @@ class TestReturnAfterRetention:
             ("relay.district_onboarded", second_e0),
             *events[7:],
         ]
+
+
+class TestAppCredentials:
+    async def test_a_fixed_secret_file_is_picked_up_without_a_restart(
+        self, redis_url: str, redis_client: aioredis.Redis, tmp_path: Path
+    ) -> None:
+        """A refused client secret leaves discovery unauthorized until the file is corrected."""
+        secret = tmp_path / "secret"
+        secret.write_text("wrong\n")
+        world = World.generate(11, districts=1, events_per_district=10)
+        async with running_simulator(world, SimOptions()) as sim:
+            tree = fleet_cfg(redis_url, sim.base_url, interval_s=0.2)
+            del tree["clever"]["discovery"]["client_secret"]
+            tree["clever"]["discovery"]["client_secret_file"] = str(secret)
+            async with running_poller(validate(tree)) as running:
+                fleet = running.poller.fleet
+                assert fleet is not None
+                await wait_for(lambda: _is(fleet.state == "unauthorized"))
+                secret.write_text("sim_client_secret\n")
+                await wait_for(lambda: _onboarded(redis_client, 1))
+        assert await phases(redis_client, [world.districts[0].id]) == {
+            world.districts[0].id: "polling"
+        }
+
+
+async def _is(value: bool) -> bool:
+    return value
 
 
 class TestUnauthorizedDiscovered:
