@@ -40,6 +40,8 @@ def _config(args: argparse.Namespace) -> Config:
 def _secret_problems(cfg: Config) -> list[str]:
     """Every secret ``run`` would resolve at start-up that it could not (one line each)."""
     checks: list[Callable[[], object]] = [d.resolve_token for d in cfg.clever.districts]
+    if cfg.clever.discovery is not None:
+        checks.append(cfg.clever.discovery.resolve_credentials)
     if "webhooks" in cfg.relay.components:
         checks += [endpoint.resolve_secrets for endpoint in cfg.webhooks.endpoints]
     if "http" in cfg.relay.components and cfg.http.console_enabled:
@@ -107,6 +109,10 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
     cfg = _config(args)
     logs.configure(level=cfg.log.level, fmt=cfg.log.format)
+    if args.district is not None:  # a discovered district: its token comes from Clever's list
+        from relay.fleet.admin import discovered_as_static
+
+        cfg = asyncio.run(discovered_as_static(cfg, args.district))
     code: int = asyncio.run(run_sync(cfg, args.district, progress=sys.stdout.isatty()))
     return code
 
@@ -120,6 +126,17 @@ def cmd_idmap(args: argparse.Namespace) -> int:
         export(cfg, args.district, fmt=args.format, out=sys.stdout, progress=sys.stderr.isatty())
     )
     print(f"{args.district}: {count} mapping(s) exported", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_districts(args: argparse.Namespace) -> int:
+    """Print every district with its source, phase, cursor, lag and onboarding progress."""
+    from relay.fleet.admin import COLUMNS, district_rows
+
+    rows = asyncio.run(district_rows(_config(args)))
+    print("\t".join(COLUMNS))
+    for row in rows:
+        print("\t".join(row))
     return EXIT_OK
 
 
@@ -254,14 +271,7 @@ def build_parser(*, with_simulator: bool = True) -> argparse.ArgumentParser:
     set_.add_argument("event_id", help="the Clever event id to resume after")
     sync = add("sync", cmd_sync, "initial or repair sync of the v2 read model from the Data API")
     sync.add_argument("--district", help="only this district")
-    idmap = add("idmap", cmd_idmap, "the ID crosswalk (v3 user id <-> v2 ids)", config=False)
-    idmap_sub = idmap.add_subparsers(dest="idmap_command", required=True, metavar="ACTION")
-    export = idmap_sub.add_parser(
-        "export", help="stream a district's mappings to stdout", parents=debug
-    )
-    export.add_argument("--config", help="TOML config file (default: $RELAY_CONFIG)")
-    export.add_argument("--district", required=True)
-    export.add_argument("--format", choices=["csv", "jsonl"], default="csv")
+    _add_idmap_and_districts(add, debug)
     webhooks = add("webhooks", cmd_webhooks, "inspect, re-send or drop webhook dead letters")
     webhooks_sub = webhooks.add_subparsers(dest="webhooks_command", required=True, metavar="ACTION")
     for action, help_ in (
@@ -288,9 +298,30 @@ def build_parser(*, with_simulator: bool = True) -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=1)
     demo.add_argument(
         "--redis-url",
-        help="use this Redis (or RELAY__REDIS__URL); default: start a private one",
+        help="use this Redis (or RELAY__REDIS__URL); default: 127.0.0.1:6379 when it answers, "
+        "else a private one",
     )
     return parser
+
+
+def _add_idmap_and_districts(
+    add: Callable[..., argparse.ArgumentParser], debug: list[argparse.ArgumentParser]
+) -> None:
+    """``idmap export`` (the ID crosswalk) and ``districts list`` (the fleet)."""
+    idmap = add("idmap", cmd_idmap, "the ID crosswalk (v3 user id <-> v2 ids)", config=False)
+    idmap_sub = idmap.add_subparsers(dest="idmap_command", required=True, metavar="ACTION")
+    export = idmap_sub.add_parser(
+        "export", help="stream a district's mappings to stdout", parents=debug
+    )
+    export.add_argument("--config", help="TOML config file (default: $RELAY_CONFIG)")
+    export.add_argument("--district", required=True)
+    export.add_argument("--format", choices=["csv", "jsonl"], default="csv")
+    districts = add("districts", cmd_districts, "list every district (static and discovered)")
+    districts_sub = districts.add_subparsers(dest="districts_command", required=True)
+    listing = districts_sub.add_parser(
+        "list", help="source, phase, cursor, lag and onboarding of each district", parents=debug
+    )
+    listing.add_argument("--config", help="TOML config file (default: $RELAY_CONFIG)")
 
 
 def _add_deadletter(

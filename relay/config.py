@@ -101,6 +101,53 @@ class District(Base, frozen=True):
         )
 
 
+class Discovery(Base, frozen=True):
+    """``[clever.discovery]``: districts read from Clever's OAuth tokens list (docs/fleet.md)."""
+
+    client_id: str | None = None
+    client_id_env: str | None = None
+    client_id_file: str | None = None
+    client_secret: str | None = None
+    client_secret_env: str | None = None
+    client_secret_file: str | None = None
+    oauth_base_url: str = "https://clever.com"
+    """Scheme and host of Clever's OAuth server; the relay appends ``/oauth/tokens``."""
+    interval_s: PositiveSeconds = 300.0
+    """How often the token list is read again (and at once after a refused token)."""
+    reread_min_s: PositiveSeconds = 30.0
+    """A refused token re-reads the list at once, but never sooner than this after a read."""
+    onboard: Literal["sync", "latest", "earliest"] = "sync"
+    """What a newly discovered district does before polling (docs/fleet.md)."""
+    max_onboarding: Annotated[int, Meta(ge=1, le=1000)] = 4
+    """Onboarding syncs one replica runs at once (the others wait their turn)."""
+
+    def __repr__(self) -> str:
+        """Never show the client secret."""
+        return f"Discovery(oauth_base_url={self.oauth_base_url!r})"
+
+    def resolve_credentials(self) -> tuple[str, str]:
+        """The app's client id and secret, from wherever the config says they live.
+
+        Raises:
+            ConfigError: a variable is unset or a file unreadable (naming the key only).
+        """
+        client_id = read_secret(
+            "clever.discovery",
+            inline=self.client_id,
+            env=self.client_id_env,
+            file=self.client_id_file,
+            names=("client_id_env", "client_id_file"),
+        )
+        secret = read_secret(
+            "clever.discovery",
+            inline=self.client_secret,
+            env=self.client_secret_env,
+            file=self.client_secret_file,
+            names=("client_secret_env", "client_secret_file"),
+        )
+        return client_id, secret
+
+
 class CleverSection(Base, frozen=True):
     """``[clever]``: where Clever is and how to poll it."""
 
@@ -118,6 +165,8 @@ class CleverSection(Base, frozen=True):
     api_version: ApiVersion = "v3.0"
     """Which Clever API version events and Data API calls use (``/v3.0/...`` or ``/v3.1/...``)."""
     districts: list[District] = msgspec.field(default_factory=list)
+    discovery: Discovery | None = None
+    """Absent: static districts only."""
 
 
 class RedisSection(Base, frozen=True):

@@ -99,6 +99,9 @@ def check_tree(cls: type[msgspec.Struct], data: Any, path: str, problems: list[s
 
 
 def _check_value(tp: Any, value: Any, key: str, problems: list[str]) -> None:
+    tables = [a for a in get_args(tp) if isinstance(a, type) and issubclass(a, msgspec.Struct)]
+    if tables and type(None) in get_args(tp) and value is not None:
+        tp = tables[0]  # an optional table (``[clever.discovery]``): check its keys one by one
     if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
         check_tree(tp, value, key, problems)
         return
@@ -145,8 +148,12 @@ def check_semantics(cfg: Config) -> list[str]:
     ):
         problems.append("redis.url: must be a redis://, rediss:// or unix:// URL")
     enabled = set(cfg.relay.components)
-    if "poller" in enabled and not cfg.clever.districts:
-        problems.append("clever.districts: at least one district is required to run the poller")
+    if "poller" in enabled and not cfg.clever.districts and cfg.clever.discovery is None:
+        problems.append(
+            "clever.districts: at least one district (or [clever.discovery]) is required "
+            "to run the poller"
+        )
+    problems.extend(_check_discovery(cfg))
     tokens = ("token", "token_env", "token_file")
     problems.extend(
         _entries(
@@ -194,6 +201,29 @@ def _entries(
             problems.append(f"{key}: exactly one of {', '.join(sources)} is required")
         if (problem := extra(entry)) is not None:
             problems.append(f"{key}.{problem}")
+    return problems
+
+
+def _check_discovery(cfg: Config) -> list[str]:
+    """``[clever.discovery]``: one source for each credential, a scheme://host OAuth URL."""
+    discovery = cfg.clever.discovery
+    if discovery is None:
+        return []
+    problems = []
+    for name in ("client_id", "client_secret"):
+        sources = (name, f"{name}_env", f"{name}_file")
+        if sum(getattr(discovery, source) is not None for source in sources) != 1:
+            problems.append(f"clever.discovery: exactly one of {', '.join(sources)} is required")
+    if discovery.onboard == "sync" and cfg.redis.cluster:
+        problems.append(
+            'clever.discovery.onboard: "sync" is not supported with redis.cluster = true yet '
+            '(the Data API sync does not run on Redis Cluster); use "latest" or "earliest"'
+        )
+    url = urlsplit(discovery.oauth_base_url)
+    if url.scheme not in ("http", "https") or not url.netloc or url.path not in ("", "/"):
+        problems.append(
+            "clever.discovery.oauth_base_url: must be scheme://host[:port] with no path"
+        )
     return problems
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from relay.errors import ConfigError
+from relay.fleet.registry import discovered_districts
 from relay.keys import Keys
 from relay.publish import is_event_id
 from relay.redis_client import create_redis
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
 
 
 def _check_district(cfg: Config, district: str) -> None:
+    if cfg.clever.discovery is not None:
+        return  # any district may be discovered (docs/fleet.md)
     known = [d.id for d in cfg.clever.districts]
     if district not in known:
         listed = ", ".join(known) or "none"
@@ -32,17 +35,19 @@ def _text(value: object) -> str | None:
 
 
 async def show_cursors(cfg: Config, district: str | None) -> list[tuple[str, str | None]]:
-    """Each configured district (or just ``district``) with its stored cursor, None if unset.
+    """Each configured and discovered district (or just ``district``) with its stored cursor.
 
     Raises:
         ConfigError: ``district`` is not configured.
     """
     if district is not None:
         _check_district(cfg, district)
-    ids = [district] if district is not None else [d.id for d in cfg.clever.districts]
     keys = Keys(cfg.redis.prefix)
     redis = create_redis(cfg.redis)
     try:
+        static = [d.id for d in cfg.clever.districts]
+        found = await discovered_districts(redis, keys, cfg, static) if district is None else []
+        ids = [district] if district is not None else static + found
         values = await redis.mget([keys.cursor(i) for i in ids]) if ids else []
     finally:
         await redis.aclose()

@@ -1,14 +1,14 @@
 """``clever-relay demo``: the whole pipeline on this machine, in one command (CONTRACT §8).
 
-It starts the simulator (seeded, three districts, live activity), uses the Redis named by
-``--redis-url`` or ``RELAY__REDIS__URL`` (exit 2 with one line when it does not answer); with
-none named, the default ``redis.url`` (127.0.0.1:6379) when it answers, else a private
-``redis-server`` on a free port that it stops on exit, after the relay.
-It runs poller, translator and ops server in this process, and shows what flows: per district
-the cursor and lag, per legacy topic the created/updated/deleted counts, the latest
-translations, dead letters, and the ``redis-cli`` command that reads what it wrote. Its keys live
-under the ``clever-demo`` prefix, which it clears at start, so a demo never touches a real
-relay's keys. Ctrl-C stops it cleanly (exit 0).
+It starts the simulator (seeded, three districts, live activity; a fourth joins after a few
+seconds and is discovered and onboarded, docs/fleet.md), uses the Redis named by ``--redis-url``
+or ``RELAY__REDIS__URL`` (exit 2 with one line when it does not answer); with none named, the
+default ``redis.url`` (127.0.0.1:6379) when it answers, else a private ``redis-server`` on a
+free port that it stops on exit, after the relay. It runs poller, translator and ops server in
+this process, and shows what flows: per district the cursor and lag, per legacy topic the
+created/updated/deleted counts, the latest translations, dead letters, and the ``redis-cli``
+command that reads what it wrote. Its keys live under the ``clever-demo`` prefix, which it
+clears at start, so a demo never touches a real relay's keys. Ctrl-C stops it cleanly (exit 0).
 """
 
 from __future__ import annotations
@@ -47,6 +47,10 @@ DEMO_HISTORY = 2000
 DEMO_LIVE_RATE = 20.0
 """New simulated events per second while the demo runs."""
 RECENT = 8
+JOIN_AFTER_S = 4.0
+"""When a fourth district authorizes the app: discovery finds it and onboards it by sync."""
+DEMO_APP = ("sim_client_id", "sim_client_secret")
+"""The simulator's default client id and secret (its tokens endpoint prints them too)."""
 
 
 class DemoError(RelayError):
@@ -134,6 +138,12 @@ def demo_config(
             "poll_interval_s": 0.5,
             "page_limit": 1000,
             "districts": [{"id": d, "token": t, "start": "earliest"} for d, t in districts],
+            "discovery": {  # the district that joins mid-run is discovered (docs/fleet.md)
+                "client_id": DEMO_APP[0],
+                "client_secret": DEMO_APP[1],
+                "oauth_base_url": base_url,
+                "interval_s": 1.0,
+            },
         },
         "redis": {"prefix": DEMO_PREFIX},
         "legacy": {"block_ms": 200},
@@ -336,7 +346,15 @@ async def _demo(args: argparse.Namespace) -> int:
         pairs = [(d.id, d.token) for d in sim.world.districts]
         redis_url = named or await _default_or_private(stack)
         cfg = demo_config(base_url=sim.base_url, districts=pairs, redis_url=redis_url)
-        return await _run_pipeline(cfg, [d for d, _ in pairs], args.duration)
+        districts = [d for d, _ in pairs]
+
+        def join() -> None:
+            joined = sim.world.add_generated(200).id
+            districts.append(joined)
+            print(f"district joined: {joined} (discovered, onboarded by sync)", flush=True)
+
+        asyncio.get_running_loop().call_later(JOIN_AFTER_S, join)
+        return await _run_pipeline(cfg, districts, args.duration)
 
 
 async def _default_or_private(stack: contextlib.AsyncExitStack) -> str:

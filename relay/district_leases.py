@@ -267,6 +267,15 @@ class LeaseRunner:
         self._tasks: dict[str, tuple[asyncio.Event, asyncio.Task[None]]] = {}
         self._stop = asyncio.Event()
         self._outage = Throttle()
+        self._next_work: Mapping[str, LeasedWork] | None = None
+
+    def set_work(self, work: Mapping[str, LeasedWork]) -> None:
+        """Replace the district set (discovery adds and removes districts) at the next tick.
+
+        Applied inside a tick, so it never races an acquisition; removed districts are stopped
+        (after their in-flight publish) and their leases released.
+        """
+        self._next_work = dict(work)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Tick (heartbeat, renew, rebalance) until ``stop``; then stop all work and release."""
@@ -298,6 +307,7 @@ class LeaseRunner:
         stops their loops, which a failing heartbeat before it would prevent.
         """
         table = self.table
+        await self._apply_work()
         for district in await table.renew():
             log.warning("lease_lost", district=district, instance=table.instance)
             await self._halt([district])
@@ -312,6 +322,16 @@ class LeaseRunner:
         elif surplus < 0:
             for district in await table.acquire(-surplus, reclaim=reclaim):
                 self._start(district)
+
+    async def _apply_work(self) -> None:
+        work, self._next_work = self._next_work, None
+        if work is None:
+            return
+        gone = [d for d in self.work if d not in work]
+        await self._halt(gone)
+        self.work = work
+        self.table.districts = list(work)
+        await self.table.release(gone)
 
     def holding(self) -> list[str]:
         """The districts this replica holds leases for, sorted."""

@@ -19,6 +19,8 @@ class Keys:
         self.translator_lease = f"{prefix}:translator:lease"
         self.replicas = f"{prefix}:replicas"
         """Sorted set of live relay replicas scored by last heartbeat (district lease sharing)."""
+        self.fleet_known = f"{prefix}:fleet:districts"
+        """Set of every district discovery has ever seen (docs/fleet.md)."""
 
     def cursor(self, district: str) -> str:
         """The last Clever event id published for ``district``."""
@@ -59,3 +61,7 @@ class Keys:
     def idmap_expiry(self, district: str) -> str:
         """ID crosswalk: deleted mappings by deletion time, ms (:mod:`relay.crosswalk`)."""
         return f"{self.prefix}:idmap:{district}:expiry"
+
+    def fleet(self, district: str) -> str:
+        """Hash of a discovered district's fleet state: phase, onboarding progress, removal."""
+        return f"{self.prefix}:fleet:{district}"

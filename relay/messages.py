@@ -21,6 +21,12 @@ ROLE_NAMES: tuple[str, ...] = ("contact", "district_admin", "staff", "student", 
 
 CURSOR_LOST = "relay.cursor_lost"
 """Type of the control entry appended when Clever no longer knows a district's cursor."""
+DISTRICT_ONBOARDED = "relay.district_onboarded"
+"""Control entry: a discovered district was synced and its events follow from here."""
+DISTRICT_REMOVED = "relay.district_removed"
+"""Control entry: a discovered district left the token list; its polling stopped."""
+CONTROL_PREFIX = "relay."
+"""Every relay-generated control entry's type starts with this; Clever's types never do."""
 
 
 class Link(msgspec.Struct, frozen=True):
@@ -117,6 +123,27 @@ class ControlMessage(msgspec.Struct, frozen=True):
     """The cursor Clever rejected."""
     resumed_from: str | None = None
     """Where polling continues (``on_cursor_lost = "latest"``), or null if the district stopped."""
+
+
+class FleetMessage(msgspec.Struct, frozen=True):
+    """``relay.district_onboarded`` / ``relay.district_removed`` on the events stream.
+
+    Consumers do not need to act on either to stay correct (docs/fleet.md): the onboarding sync
+    already seeded the relay's own state, and a removed district simply has no more events.
+    They tell a consumer when to load a district's roster (onboarded: the Data API state as of
+    ``cursor``, ``counts`` objects of each v2 type) or to stop serving it (removed).
+    """
+
+    type: str
+    district: str
+    created: str
+    source: str = "discovered"
+    cursor: str | None = None
+    """Onboarded: the newest event id before the sync (events after it follow on the stream);
+    removed: the district's cursor, kept for a return within Clever's retention."""
+    counts: dict[str, int] = {}
+    """Onboarded: v2 objects written by the sync, by v2 record type."""
+    reason: str = ""
 
 
 class InvalidEvent(ValueError):

@@ -119,3 +119,10 @@ REDIS_PERSISTENCE_OK = Gauge(
     "1 while Redis persists (AOF or RDB snapshots), 0 while a restart would lose everything.",
     registry=REGISTRY,
 )
+FLEET_DISTRICTS = Gauge(
+    "clever_relay_fleet_districts",
+    "Districts this replica knows, by source (static, discovered) and phase "
+    "(onboarding, polling, unauthorized, removed).",
+    ["source", "phase"],
+    registry=REGISTRY,
+)

@@ -107,10 +107,74 @@ class TestLoadConfig:
     def test_load_config_poller_needs_a_district(self, tmp_path: Path) -> None:
         """Running the poller with no district is an error; a translator-only process is fine."""
         assert problems_of(write(tmp_path, "")) == [
-            "clever.districts: at least one district is required to run the poller"
+            "clever.districts: at least one district (or [clever.discovery]) is required "
+            "to run the poller"
         ]
         cfg = load_config(write(tmp_path, '[relay]\ncomponents = ["translator"]\n'), environ={})
         assert cfg.clever.districts == []
+
+
+class TestDiscovery:
+    def test_discovery_alone_runs_the_poller_with_documented_defaults(self, tmp_path: Path) -> None:
+        """A discovery table with one source per credential is enough to run the poller."""
+        text = '[clever.discovery]\nclient_id = "app"\nclient_secret_env = "APP_SECRET"\n'
+        cfg = load_config(write(tmp_path, text), environ={})
+        discovery = cfg.clever.discovery
+        assert discovery is not None
+        assert (discovery.oauth_base_url, discovery.interval_s, discovery.onboard) == (
+            "https://clever.com",
+            300.0,
+            "sync",
+        )
+        assert discovery.max_onboarding == 4
+
+    def test_discovery_rules_name_each_key(self, tmp_path: Path) -> None:
+        """Two id sources, no secret source, a URL with a path and a bad mode are each named."""
+        text = (
+            '[clever.discovery]\nclient_id = "a"\nclient_id_env = "B"\n'
+            'oauth_base_url = "https://clever.com/oauth"\nonboard = "later"\n'
+        )
+        assert problems_of(write(tmp_path, text)) == [
+            "clever.discovery.onboard: invalid value 'later'",
+        ]
+        text = text.replace('onboard = "later"\n', "")
+        assert problems_of(write(tmp_path, text)) == [
+            "clever.discovery: exactly one of client_id, client_id_env, client_id_file is required",
+            "clever.discovery: exactly one of client_secret, client_secret_env, "
+            "client_secret_file is required",
+            "clever.discovery.oauth_base_url: must be scheme://host[:port] with no path",
+        ]
+
+    def test_sync_onboarding_is_refused_on_a_cluster(self, tmp_path: Path) -> None:
+        """onboard = "sync" with Redis Cluster is a config error naming the key."""
+        text = (
+            '[redis]\ncluster = true\nprefix = "{c}"\n'
+            '[clever.discovery]\nclient_id = "a"\nclient_secret = "b"\n'
+        )
+        assert problems_of(write(tmp_path, text)) == [
+            'clever.discovery.onboard: "sync" is not supported with redis.cluster = true yet '
+            '(the Data API sync does not run on Redis Cluster); use "latest" or "earliest"'
+        ]
+
+    def test_credentials_resolve_and_never_show(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Credentials come from env and file; the repr and errors never show a value."""
+        secret_file = tmp_path / "secret"
+        secret_file.write_text("s3cr3t\n")
+        text = (
+            f'[clever.discovery]\nclient_id_env = "APP_ID"\nclient_secret_file = "{secret_file}"\n'
+        )
+        cfg = load_config(write(tmp_path, text), environ={})
+        discovery = cfg.clever.discovery
+        assert discovery is not None
+        monkeypatch.setenv("APP_ID", "app-1")
+        assert discovery.resolve_credentials() == ("app-1", "s3cr3t")
+        assert "s3cr3t" not in repr(discovery)
+        monkeypatch.delenv("APP_ID")
+        with pytest.raises(ConfigError) as err:
+            discovery.resolve_credentials()
+        assert err.value.problems == ["clever.discovery.client_id_env: variable APP_ID is unset"]
 
 
 class TestEnvOverrides:

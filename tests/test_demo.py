@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -23,7 +24,7 @@ class TestDemo:
     def test_demo_duration_fills_legacy_streams_and_summary_matches(
         self, redis_server: RedisServer
     ) -> None:
-        """A 10-second demo run translates events and prints counts equal to the streams."""
+        """A 10-second run translates, counts what the streams hold, and onboards a joiner."""
         env = {**os.environ, "RELAY__REDIS__URL": redis_server.url}
         result = subprocess.run(
             [sys.executable, "-m", "relay", "demo", "--duration", "10"],
@@ -44,12 +45,21 @@ class TestDemo:
         try:
             actual = {rt: client.xlen(f"clever-demo:legacy:{rt}") for rt in counts}
             events = client.xlen("clever-demo:events")
+            entries: Any = client.xrange("clever-demo:events")
+            onboarded = [
+                fields[b"district"]
+                for _, fields in entries
+                if fields[b"type"] == b"relay.district_onboarded"
+            ]
         finally:
             client.close()
         assert counts == actual
         assert len(counts) == 10
         assert sum(counts.values()) > 1000
         assert f"v3 events {events}, dead letters 0" in summary
+        joined = re.search(r"^district joined: (\w+) ", result.stdout, flags=re.MULTILINE)
+        assert joined is not None
+        assert onboarded == [joined.group(1).encode()]
 
     def test_demo_ctrl_c_stops_cleanly_with_exit_0(self) -> None:
         """Ctrl-C (SIGINT to the process group) stops the relay, then a private Redis; exit 0."""

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from relay.config import Config, District, V2Client, WebhookEndpoint
+from relay.config import Config, Discovery, District, V2Client, WebhookEndpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,6 +31,8 @@ def code_keys() -> dict[str, Any]:
         out[f"webhooks.endpoints[].{field.name}"] = field
     for field in msgspec.structs.fields(V2Client):
         out[f"v2api.clients[].{field.name}"] = field
+    for field in msgspec.structs.fields(Discovery):
+        out[f"clever.discovery.{field.name}"] = field
     return out
 
 
@@ -70,8 +72,20 @@ class TestConfigurationDoc:
             if key in ("clever.districts", "webhooks.endpoints", "v2api.clients"):
                 assert f"[[{key}]]" in text, key  # a table array, shown as [[...]]
                 continue
+            if key == "clever.discovery":
+                assert re.search(r"^(# )?\[clever\.discovery\]$", text, flags=re.MULTILINE), key
+                continue
             name = key.rsplit(".", 1)[-1]
-            if name in ("token", "token_file", "secret", "secret_file"):
+            if name in (
+                "token",
+                "token_file",
+                "secret",
+                "secret_file",
+                "client_id",
+                "client_id_file",
+                "client_secret",
+                "client_secret_file",
+            ):
                 assert name in text, key
                 continue
             # The webhook example is commented out: webhooks are off by default.

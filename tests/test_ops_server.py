@@ -59,6 +59,8 @@ ALLOWED_LABELS = {
     "version",
     "endpoint",
     "status_class",
+    "source",
+    "phase",
 }
 
 

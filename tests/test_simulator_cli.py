@@ -40,8 +40,11 @@ class TestSimulateCommand:
         assert [d["token"] for d in districts] == [f"sim_{d['id']}" for d in districts]
         assert (status, len(json.loads(body)["data"]), bad) == (200, 200, 401)
         line = out.decode().strip().splitlines()[-1]
-        assert line == f"simulate: {base_url} " + " ".join(
-            f"district={d['id']} token={d['token']}" for d in districts
+        assert (
+            line
+            == f"simulate: {base_url} "
+            + " ".join(f"district={d['id']} token={d['token']}" for d in districts)
+            + " client_id=sim_client_id client_secret=sim_client_secret"
         )
 
     def test_simulate_serves_an_events_file(self, tmp_path: Path) -> None:

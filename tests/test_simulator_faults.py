@@ -127,6 +127,7 @@ class TestControl:
                 "name": district.name,
                 "events": 34,
                 "last_event": added["ids"][-1],
+                "authorized": True,
             }
         ]
 

@@ -128,6 +128,9 @@ class TestStatusSource:
                     "last_error_at": 1700000080.25,
                     "newest_created": iso(NOW - 120),
                     "lag_s": 120.0,
+                    "source": "static",
+                    "phase": "polling",
+                    "onboarding": None,
                 },
                 {
                     "id": "d2",
@@ -138,6 +141,9 @@ class TestStatusSource:
                     "last_error_at": None,
                     "newest_created": None,
                     "lag_s": None,
+                    "source": "static",
+                    "phase": "polling",
+                    "onboarding": None,
                 },
             ],
             "streams": {

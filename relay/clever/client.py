@@ -124,8 +124,22 @@ class CleverClient:
         """Every path goes under this (``/v3.0`` or ``/v3.1``); the event ids are the same."""
         self.district = district
         self._headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        self._refused: dict[str, str] | None = None
+        """The headers of the last request Clever answered 401/403 (identity, not value)."""
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.limiter = RateLimiter(district=district, reserve=rate_limit_reserve)
+
+    def set_token(self, token: str) -> None:
+        """Use ``token`` from the next request on (a rotated token; the rate window stays)."""
+        self._headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+
+    def mark_refused(self) -> None:
+        """Record that Clever refused the token in use now (seen by another client of it)."""
+        self._refused = self._headers
+
+    def token_refused(self) -> bool:
+        """True when Clever refused the token in use now (not an older, since replaced one)."""
+        return self._refused is self._headers
 
     def __repr__(self) -> str:
         """Never show the token."""
@@ -208,11 +222,14 @@ class CleverClient:
         await self.limiter.acquire()
         POLL_REQUESTS.labels(self.district).inc()
         url = f"{self.base_url}{self.api_prefix}{path}"
+        headers = self._headers
         try:
             async with self.session.get(
-                url, params=params, headers=self._headers, timeout=self._timeout
+                url, params=params, headers=headers, timeout=self._timeout
             ) as resp:
                 self.limiter.update(resp.headers)
+                if resp.status in (401, 403):
+                    self._refused = headers
                 if resp.status == 429:
                     wait_s = self.limiter.on_429(resp.headers)
                     raise CleverError(

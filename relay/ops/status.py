@@ -24,6 +24,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from relay import __version__
 from relay.district_leases import lease_holder
+from relay.fleet.registry import describe, discovered_districts
 from relay.keys import Keys
 from relay.metrics import DISTRICT_LAG, REGISTRY, TRANSLATOR_LAG, TRANSLATOR_PENDING
 from relay.translate.group import group_lag
@@ -73,6 +74,12 @@ class DistrictStatus(msgspec.Struct, frozen=True, kw_only=True):
     """Clever's ``created`` of the newest event published for this district."""
     lag_s: float | None
     """Now minus ``newest_created``, in seconds."""
+    source: str = "static"
+    """``static`` (``[[clever.districts]]``) or ``discovered`` (docs/fleet.md)."""
+    phase: str = "polling"
+    """``onboarding``, ``polling``, ``unauthorized`` or ``removed``."""
+    onboarding: dict[str, Any] | None = None
+    """Discovered districts onboarded by sync: v2 objects written and whether it is done."""
 
 
 class GroupStatus(msgspec.Struct, frozen=True, kw_only=True):
@@ -261,22 +268,34 @@ class StatusSource:
 
     async def _collect(self) -> _Snapshot:
         keys = self._keys
-        districts = [d.id for d in self._cfg.clever.districts]
+        static = [d.id for d in self._cfg.clever.districts]
+        districts = static + await discovered_districts(self._redis, keys, self._cfg, static)
         pipe = self._redis.pipeline(transaction=False)
         # Pipeline methods queue and return the pipeline; the replies come from execute().
         for district in districts:
             _ = pipe.get(keys.cursor(district))
             _ = pipe.hgetall(keys.poll_state(district))
+        for district in districts:
+            _ = pipe.hgetall(keys.fleet(district))
         for stream in self._streams:
             _ = pipe.xlen(stream)
         for district in districts:
             _ = pipe.get(keys.lease(district))
         replies = await pipe.execute()
         now = self._clock()
+        fleet = replies[2 * len(districts) : 3 * len(districts)]
         statuses = [
-            _district(district, replies[2 * i], replies[2 * i + 1], now)
+            _district(
+                district,
+                replies[2 * i],
+                replies[2 * i + 1],
+                now,
+                fleet=fleet[i],
+                static=i < len(static),
+            )
             for i, district in enumerate(districts)
         ]
+        del replies[2 * len(districts) : 3 * len(districts)]
         first_lease = 2 * len(districts) + len(self._streams)
         lengths = dict(zip(self._streams, replies[2 * len(districts) : first_lease], strict=True))
         holders = zip(districts, map(lease_holder, replies[first_lease:]), strict=True)
@@ -325,10 +344,17 @@ class StatusSource:
                 DISTRICT_LAG.labels(district.id).set(district.lag_s)
 
 
-def _district(district: str, cursor: Any, state: dict[Any, Any], now: float) -> DistrictStatus:
+def _district(
+    district: str, cursor: Any, state: dict[Any, Any], now: float, *, fleet: Any, static: bool
+) -> DistrictStatus:
     fields = {_text(k): _text(v) for k, v in state.items()}
     newest = fields.get("newest_created") or None
+    fleet_fields = {_text(k): _text(v) for k, v in fleet.items()}
+    source, phase, onboarding = describe(fleet_fields, fields, static=static)
     return DistrictStatus(
+        source=source,
+        phase=phase,
+        onboarding=onboarding,
         id=district,
         cursor=None if cursor is None else _text(cursor),
         healthy={"1": True, "0": False}.get(fields.get("healthy", "")),

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
     from relay.config import Config, District
+    from relay.fleet.onboarding import Onboarding
     from relay.health import Health
     from relay.keys import Keys
     from relay.messages import EventsPage
@@ -91,6 +92,16 @@ class DistrictPoller:
         self.keys = keys
         token = district.resolve_token()
         register_secret(token)
+        self.token = token
+        """The token in use (never shown: not in ``status()``, ``repr`` or logs)."""
+        self.source = "static"
+        """``static`` (``[[clever.districts]]``) or ``discovered`` (docs/fleet.md)."""
+        self.phase = "polling"
+        """Fleet phase on this replica: ``onboarding``, ``polling``, ``unauthorized``."""
+        self.onboarding: Onboarding | None = None
+        """Set for discovered districts: runs the onboarding sync before the first poll."""
+        self.on_auth_failure: Callable[[str], None] | None = None
+        """Called with the district id when Clever refuses the token (discovery re-reads)."""
         self.client = CleverClient(
             session=session,
             base_url=cfg.clever.base_url,
@@ -115,9 +126,27 @@ class DistrictPoller:
         self._progress_at = time.monotonic()
         CURSOR_AGE.labels(self.id).set_function(lambda: time.monotonic() - self._progress_at)
 
+    def set_token(self, token: str) -> None:
+        """Use a rotated token from the next request on: no restart, the cursor stays."""
+        register_secret(token)
+        self.token = token
+        self.client.set_token(token)
+
+    async def stop_requested(self) -> None:
+        """Return once this run is asked to stop."""
+        await self._stop.wait()
+
+    def stopping(self) -> bool:
+        """Whether this run has been asked to stop."""
+        return self._stop.is_set()
+
     def status(self) -> dict[str, object]:
         """State for /status: no token, nothing that needs Redis."""
+        progress = self.onboarding.progress.get(self.id) if self.onboarding else None
         return {
+            "source": self.source,
+            "phase": self.phase,
+            "onboarding": progress,
             "state": self.state,
             "leased": self.lease is not None,
             "cursor": self.cursor,
@@ -201,7 +230,7 @@ class DistrictPoller:
             await self._caught_up(fetched.requested_at)
             return
         if self.state != "polling":
-            self.state = "polling"
+            self.state = self.phase = "polling"
             DISTRICT_UP.labels(self.id).set(1)
         ahead = fetched.end_cursor
         self._ahead.start(ahead, fetched.size_bytes, lambda: self._fetch(ahead))
@@ -296,7 +325,7 @@ class DistrictPoller:
         must not wait that long on top of the interval.
         """
         await check_quiet_cursor(self)
-        self.state = "caught_up"
+        self.state, self.phase = "caught_up", "polling"
         self._progress_at = time.monotonic()
         DISTRICT_UP.labels(self.id).set(1)
         await self.redis.hset(
@@ -307,22 +336,26 @@ class DistrictPoller:
         await sleep_or_stop(self.cfg.clever.poll_interval_s - waited_s, self._stop)
 
     async def _unauthorized(self, exc: CleverAuthError) -> None:
-        """Clever refused the token: mark the district unhealthy and retry slowly."""
+        """Clever refused the token: mark the district unhealthy and retry slowly.
+
+        A token replaced since the refused request is tried at once; otherwise discovery (if
+        on) is asked to read the token list again, and a new token ends the wait early.
+        """
         self.drop_prefetch()
-        self.state = "unauthorized"
+        if not self.client.token_refused():
+            return
+        self.state = self.phase = "unauthorized"
         DISTRICT_UP.labels(self.id).set(0)
         POLL_ERRORS.labels(self.id, "auth").inc()
         retry_s = self.cfg.clever.auth_retry_s
         log.error("clever_token_refused", district=self.id, status=exc.status, retry_in_s=retry_s)
         self.record_error("auth")
-        await self._wait_ticking(retry_s)
-
-    async def _wait_ticking(self, delay_s: float) -> None:
-        """Sleep ``delay_s`` (or until stop), ticking health so a long wait is not "stuck"."""
-        end = time.monotonic() + delay_s
-        while (left := end - time.monotonic()) > 0:
+        if self.on_auth_failure is not None:
+            self.on_auth_failure(self.id)
+        end = time.monotonic() + retry_s
+        while self.client.token_refused() and (left := end - time.monotonic()) > 0:
             self.health.tick(self.name)
-            if await sleep_or_stop(min(left, self.cfg.clever.poll_interval_s + 1.0), self._stop):
+            if await sleep_or_stop(min(left, 1.0), self._stop):
                 return
 
     def record_error(self, kind: str) -> None:

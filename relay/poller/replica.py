@@ -1,28 +1,34 @@
 """The ``poller`` component: polls exactly the districts whose lease this replica holds.
 
-Every configured district gets a :class:`~relay.poller.district.DistrictPoller`, all sharing one
+Every district gets a :class:`~relay.poller.district.DistrictPoller`, all sharing one
 :class:`~relay.publish.Publisher`; a :class:`~relay.district_leases.LeaseRunner` starts and
 stops them as this replica gains and loses district leases, so N replicas share the districts
-(issue 8).
+(issue 8). The districts are the static ``[[clever.districts]]`` plus, with
+``[clever.discovery]``, those read from Clever's token list (:mod:`relay.fleet.discovery`
+adds, re-tokens and removes them here at run time; docs/fleet.md).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import socket
 from typing import TYPE_CHECKING
 
+from relay.config import District
 from relay.district_leases import LeaseRunner, LeaseTable
+from relay.metrics import CURSOR_AGE, DISTRICT_LAG, DISTRICT_UP
 from relay.poller.district import DistrictPoller
 from relay.poller.prefetch import PrefetchBudget
 from relay.publish import Publisher
 
 if TYPE_CHECKING:
-    import asyncio
-
     import aiohttp
     import redis.asyncio as aioredis
 
     from relay.config import Config
+    from relay.fleet.discovery import Fleet
+    from relay.fleet.onboarding import Onboarding
     from relay.health import Health
     from relay.keys import Keys
 
@@ -30,11 +36,8 @@ if TYPE_CHECKING:
 class Poller:
     """Polls the districts whose leases this replica holds (``relay`` component ``poller``).
 
-    Every configured district has a :class:`DistrictPoller`; a
-    :class:`~relay.district_leases.LeaseRunner` runs exactly those whose lease this replica
-    holds, so N replicas share the districts (issue 8). ``instance`` names the replica in leases
-    and /status (default: ``[relay] instance`` or the host name, as
-    :func:`relay.service.instance_name`).
+    ``instance`` names the replica in leases and /status (default: ``[relay] instance`` or the
+    host name, as :func:`relay.service.instance_name`).
     """
 
     name = "poller"
@@ -49,41 +52,84 @@ class Poller:
         keys: Keys,
         instance: str | None = None,
     ) -> None:
-        publisher = Publisher(
+        self.cfg = cfg
+        self.publisher = Publisher(
             redis=redis,
             keys=keys,
             events_maxlen=cfg.redis.events_maxlen,
             deadletter_maxlen=cfg.redis.deadletter_maxlen,
         )
-        budget = PrefetchBudget()
-        self.districts = [
-            DistrictPoller(
-                district=d,
-                cfg=cfg,
-                publisher=publisher,
-                redis=redis,
-                session=session,
-                health=health,
-                keys=keys,
-                budget=budget,
-            )
-            for d in cfg.clever.districts
-        ]
+        self._redis, self._session, self._health, self.keys = redis, session, health, keys
+        self._budget = PrefetchBudget()
+        self.by_id: dict[str, DistrictPoller] = {
+            d.id: self._district_poller(d) for d in cfg.clever.districts
+        }
         self.instance = instance or cfg.relay.instance or socket.gethostname()
         table = LeaseTable(
             redis=redis,
             keys=keys,
             instance=self.instance,
-            districts=[d.id for d in self.districts],
+            districts=list(self.by_id),
             ttl_s=cfg.relay.lease_ttl_s,
         )
-        work = {d.id: d for d in self.districts}
-        self.leases = LeaseRunner(table=table, work=work, health=health)
+        self.leases = LeaseRunner(table=table, work=dict(self.by_id), health=health)
+        self.fleet: Fleet | None = None
+        if cfg.clever.discovery is not None:
+            from relay.fleet.discovery import Fleet
+
+            self.fleet = Fleet(cfg=cfg, poller=self, redis=redis, session=session, health=health)
+
+    @property
+    def districts(self) -> list[DistrictPoller]:
+        """Every district's poll loop (held here or not)."""
+        return list(self.by_id.values())
+
+    def _district_poller(self, district: District) -> DistrictPoller:
+        return DistrictPoller(
+            district=district,
+            cfg=self.cfg,
+            publisher=self.publisher,
+            redis=self._redis,
+            session=self._session,
+            health=self._health,
+            keys=self.keys,
+            budget=self._budget,
+        )
+
+    def add_discovered(
+        self, district_id: str, token: str, *, start: str, onboarding: Onboarding
+    ) -> DistrictPoller:
+        """Add a discovered district; after :meth:`commit`, its lease is taken (here or
+        elsewhere) at the next lease tick."""
+        poller = self._district_poller(District(id=district_id, token=token, start=start))
+        poller.source = "discovered"
+        poller.onboarding = onboarding
+        if self.fleet is not None:
+            poller.on_auth_failure = self.fleet.request_reread
+        self.by_id[district_id] = poller
+        return poller
+
+    def remove(self, district_id: str) -> None:
+        """Stop polling a district and release its lease (after :meth:`commit`)."""
+        if self.by_id.pop(district_id, None) is not None:
+            for gauge in (CURSOR_AGE, DISTRICT_UP, DISTRICT_LAG):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(district_id)
+
+    def commit(self) -> None:
+        """Hand the district set, after adds and removals, to the lease runner (next tick)."""
+        self.leases.set_work(self.by_id)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll held districts until ``stop``; returns once each has finished its publish."""
-        await self.leases.run(stop)
+        if self.fleet is None:
+            await self.leases.run(stop)
+            return
+        await asyncio.gather(self.fleet.run(stop), self.leases.run(stop))
 
     def status(self) -> dict[str, dict[str, object]]:
-        """Per district: state, lease held here, cursor, page limit, last error (no token)."""
-        return {d.id: d.status() for d in self.districts}
+        """Per district: source, phase, state, lease held here, cursor, page limit, last error."""
+        out = {d.id: d.status() for d in self.districts}
+        if self.fleet is not None:
+            out.update(self.fleet.removed_status())
+        return out

@@ -4,7 +4,8 @@ A run always begins from the cursor stored in Redis (another replica may have mo
 district with no stored cursor uses ``start``: ``earliest`` (no cursor: the feed's beginning),
 ``latest`` (the newest event id now) or an explicit event id. A settled start is stored at once,
 through the same fenced compare-and-set publish as events, so a crash before the first event
-does not move ``latest`` forward on restart.
+does not move ``latest`` forward on restart. A discovered district that is still onboarding
+first runs its sync (:mod:`relay.fleet.onboarding`), which settles the cursor itself.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ async def sync_cursor(poller: DistrictPoller) -> None:
     Raises:
         redis.exceptions.RedisError, FencedError: the loop resyncs and calls this again.
     """
+    if poller.onboarding is not None and await poller.onboarding.prepare(poller):
+        return
     stored = await poller.publisher.read_cursor(poller.id)
     if stored is not None or poller.start == "earliest":
         poller.cursor = stored

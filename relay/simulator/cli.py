@@ -1,8 +1,8 @@
 """``clever-relay simulate``: flags and the serve-until-signal loop.
 
 ``relay/cli.py`` calls ``add_arguments(parser)`` and ``run(args)``. ``run`` prints one line,
-``simulate: <url> district=<id> token=<token> ...``, once the port answers, then serves until
-SIGINT/SIGTERM and exits 0.
+``simulate: <url> district=<id> token=<token> ... client_id=<id> client_secret=<secret>``, once
+the port answers, then serves until SIGINT/SIGTERM and exits 0.
 """
 
 from __future__ import annotations
@@ -68,6 +68,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="redis://127.0.0.1:6379/0",
         help="the Redis the printed config names (with --print-config)",
     )
+    add("--client-id", default="sim_client_id", help="the app's client id for /oauth/tokens")
+    add(
+        "--client-secret",
+        default="sim_client_secret",
+        help="the app's client secret for /oauth/tokens (a demo value: printed at start)",
+    )
+    add("--tokens-page-size", type=int, default=100, help="district tokens per /oauth/tokens page")
 
 
 def options_from(args: argparse.Namespace) -> SimOptions:
@@ -90,6 +97,9 @@ def options_from(args: argparse.Namespace) -> SimOptions:
         live_rate=args.live_rate,
         default_limit=args.default_limit,
         faults=faults,
+        client_id=args.client_id,
+        client_secret=args.client_secret,
+        tokens_page_size=args.tokens_page_size,
     )
 
 
@@ -114,7 +124,8 @@ async def serve(world: World, options: SimOptions, host: str, port: int) -> None
     try:
         async with running_simulator(world, options, host, port) as sim:
             districts = " ".join(f"district={d.id} token={d.token}" for d in world.districts)
-            print(f"simulate: {sim.base_url} {districts}", flush=True)
+            app = f"client_id={options.client_id} client_secret={options.client_secret}"
+            print(f"simulate: {sim.base_url} {districts} {app}", flush=True)
             await stop.wait()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -2,7 +2,8 @@
 
 ``GET /_sim/stats`` (``POST /_sim/stats/reset``), ``GET|POST /_sim/faults`` (a partial update,
 returns the switches now in force), ``POST /_sim/events`` (append exact or generated events),
-``GET /_sim/districts``. Only ever bind the simulator to loopback: these need no token.
+``GET /_sim/districts`` (adding, disconnecting and rotating districts:
+:mod:`relay.simulator.fleet`). Only ever bind the simulator to loopback: these need no token.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ async def get_districts(request: web.Request) -> web.Response:
                 "name": d.name,
                 "events": len(d.feed),
                 "last_event": d.feed.last_id,
+                "authorized": d.authorized,
             }
             for d in world.districts
         ]

@@ -8,6 +8,8 @@ from typing import Literal
 from relay.simulator.faults import Faults
 
 CursorLostMode = Literal["404", "empty", "resume"]
+DEMO_APP = ("sim_client_id", "sim_client_secret")
+"""The simulated app's client id and secret (public demo values, printed at start)."""
 
 
 @dataclass(kw_only=True)
@@ -31,3 +33,9 @@ class SimOptions:
     """Page size when ``limit`` is not given."""
     faults: Faults = field(default_factory=Faults)
     """Initial fault switches."""
+    client_id: str = DEMO_APP[0]
+    """The app's client id for ``GET /oauth/tokens`` (HTTP Basic)."""
+    client_secret: str = DEMO_APP[1]
+    """The app's client secret for ``GET /oauth/tokens`` (HTTP Basic)."""
+    tokens_page_size: int = 100
+    """Most district tokens per ``/oauth/tokens`` page; more come through a ``next`` link."""

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import msgspec
 from aiohttp import web
 
-from relay.simulator import control, dataapi, paging, versions
+from relay.simulator import control, dataapi, fleet, paging, versions
 from relay.simulator._http import DISTRICT_KEY, district_of, json_error, parse_page
 from relay.simulator.context import SIM_KEY, Simulator
 from relay.simulator.faults import malform
@@ -180,6 +180,7 @@ def build_app(world: World, options: SimOptions) -> web.Application:
         app.router.add_get(f"/{version}/events/{{id}}", get_event)
     dataapi.add_routes(app)
     control.add_routes(app)
+    fleet.add_routes(app)
     if options.live_rate > 0:
         app.cleanup_ctx.append(live_activity)
     return app

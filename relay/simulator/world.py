@@ -83,6 +83,14 @@ class District:
         self.ctx = Ctx(district_id, rng, IdMaker(rng.getrandbits(40)), IdMaker(rng.getrandbits(40)))
         self.activity = Activity(self.ctx, self.state)
         self._event_ids = IdMaker(rng.getrandbits(40))
+        self.authorized = True
+        """False once the district disconnected the app: its token answers 401 (docs/fleet.md)."""
+        self.revoked = False
+        """True when the listed token answers 401 (Clever revoked it but still lists it)."""
+        self.token_created = time.time()
+        """When the current token was issued (the tokens endpoint's ``created``)."""
+        self.rotations = 0
+        """How many times the token was rotated (the next token's suffix)."""
 
     def _next_event_id(self, ts: float) -> str:
         event_id = self._event_ids.make(ts)
@@ -180,8 +188,19 @@ class World:
         raise KeyError(district_id)
 
     def by_token(self, token: str) -> District | None:
-        """The district a bearer token belongs to, if any."""
-        return next((d for d in self.districts if d.token == token), None)
+        """The authorized district a bearer token belongs to, if any."""
+        return next(
+            (d for d in self.districts if d.token == token and d.authorized and not d.revoked),
+            None,
+        )
+
+    def add_generated(self, events: int, *, history_days: float = 1.0) -> District:
+        """A new generated district (the next of this seed) with ``events`` of history."""
+        district = _new_district(self.seed, len(self.districts))
+        end = time.time()
+        _fill(district, events, end - history_days * DAY_S, end)
+        self.districts.append(district)
+        return district
 
     @classmethod
     def generate(

@@ -21,7 +21,7 @@ import msgspec
 
 from relay import crosswalk
 from relay.logs import get_logger
-from relay.messages import CURSOR_LOST, EventMessage
+from relay.messages import CONTROL_PREFIX, EventMessage
 from relay.translate.ids import legacy_ids, parse_stream_id, stream_time, time_ms
 from relay.translate.rules import (
     TeacherLookupNeeded,
@@ -50,7 +50,7 @@ USER_RECORD_TYPES = frozenset(
 )
 """v2 record types made from v3 users: their read-model write records the v3 user id."""
 SKIP_CONTROL = "control_entry"
-"""Skip reason of relay control entries (``relay.cursor_lost``) on the events stream."""
+"""Skip reason of relay control entries (``relay.cursor_lost``, ``relay.district_*``)."""
 
 
 _message_decoder = msgspec.json.Decoder(EventMessage)
@@ -146,7 +146,7 @@ def _decode(entry: Entry) -> _Msg | _Dead | _Control:
     """The entry's message, a dead letter if it is unreadable, or :data:`CONTROL`."""
     if entry.fields is None:
         return _Dead("entry_trimmed", "the entry was trimmed from the stream while pending")
-    if entry.fields.get(b"type", b"").decode(errors="replace") == CURSOR_LOST:
+    if entry.fields.get(b"type", b"").decode(errors="replace").startswith(CONTROL_PREFIX):
         return CONTROL
     try:
         return _message(_message_decoder.decode(entry.fields.get(b"data", b"")))
