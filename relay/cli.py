@@ -1,4 +1,6 @@
-"""The ``clever-relay`` command line (CONTRACT §2).
+"""clever-relay: Clever's Events API v3 into Redis streams, and back to the legacy v2 topics.
+
+The commands are listed in the README ("Commands").
 
 Exit codes: 0 ok, 2 bad usage or bad config, 1 runtime failure. Errors are one line on stderr;
 ``--debug`` shows the traceback instead. Heavy modules are imported inside each command so that

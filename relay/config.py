@@ -1,4 +1,4 @@
-"""Configuration: one TOML file decoded into msgspec Structs (CONTRACT §3).
+"""Configuration: one TOML file decoded into msgspec Structs (docs/configuration.md).
 
 Every problem is reported at once, one ``key: message`` line each, because an operator fixing
 a config file one error per deploy is a bad afternoon. msgspec stops at the first error, so
@@ -178,7 +178,7 @@ class RedisSection(Base, frozen=True):
     legacy_maxlen: Annotated[int, Meta(ge=1000)] = 1_000_000
     deadletter_maxlen: Annotated[int, Meta(ge=1000)] = 100_000
     health_check_interval_s: PositiveSeconds = 30.0
-    """How often the maxmemory-policy and persistence checks run (CONTRACT §11)."""
+    """How often the maxmemory-policy and persistence checks run (docs/operations.md)."""
     cluster: bool = False
     """Connect with the Redis Cluster client (the prefix must then carry a hash tag)."""
     pipeline_max_connections: Annotated[int, Meta(ge=4, le=10000)] = 50
@@ -241,7 +241,7 @@ class LogSection(Base, frozen=True):
 
 
 class V2Client(Base, frozen=True):
-    """One ``[[v2api.clients]]`` entry: a relay-issued key for one district (CONTRACT §9)."""
+    """One ``[[v2api.clients]]`` entry: a relay-issued key for one district (docs/v2-api.md)."""
 
     name: NonEmpty
     district: NonEmpty
@@ -285,7 +285,7 @@ class V2ApiSection(Base, frozen=True):
 
 
 class WebhookEndpoint(Base, frozen=True):
-    """One ``[[webhooks.endpoints]]`` entry (CONTRACT §10)."""
+    """One ``[[webhooks.endpoints]]`` entry (docs/webhooks.md)."""
 
     name: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]+$")]
     url: NonEmpty

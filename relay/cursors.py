@@ -1,4 +1,4 @@
-"""Operator access to the stored cursors (``clever-relay cursor show|set``, CONTRACT §2).
+"""Operator access to the stored cursors (``clever-relay cursor show|set``).
 
 Setting a cursor is the recovery step after a lost cursor: resync the district from the Data
 API, then set its cursor to the event id the resync started from. A running poller notices

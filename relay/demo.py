@@ -1,4 +1,4 @@
-"""``clever-relay demo``: the whole pipeline on this machine, in one command (CONTRACT §8).
+"""``clever-relay demo``: the whole pipeline on this machine, in one command (docs/simulator.md).
 
 It starts the simulator (seeded, three districts, live activity; a fourth joins after a few
 seconds and is discovered and onboarded, docs/fleet.md), uses the Redis named by ``--redis-url``

@@ -1,4 +1,4 @@
-"""Every Redis key the relay uses, built in one place (CONTRACT §4).
+"""Every Redis key the relay uses, built in one place (docs/messages.md lists them).
 
 With Redis Cluster the prefix carries a hash tag (``{clever}``) so keys written together by
 one Lua call land in one slot; nothing here needs to know that, as long as every key starts

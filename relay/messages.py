@@ -1,4 +1,4 @@
-"""Wire messages: Clever's events envelope and the relay's normalized event (CONTRACT §5).
+"""Wire messages: Clever's events envelope and the relay's normalized event (docs/messages.md).
 
 Clever's pages are decoded with typed decoders in two steps: the envelope keeps each event as
 ``msgspec.Raw`` so one malformed event can be dead-lettered with its exact bytes while the rest
@@ -51,7 +51,7 @@ class EventsPage(msgspec.Struct, frozen=True):
 
 
 class EventData(msgspec.Struct, frozen=True):
-    """An event's ``data``: the record and, on updates, what changed (FACTS §2.3)."""
+    """An event's ``data``: the record and, on updates, what changed (docs/clever-api.md)."""
 
     object: msgspec.Raw
     previous_attributes: msgspec.Raw = NULL
@@ -65,7 +65,7 @@ class CleverEvent(msgspec.Struct, frozen=True):
     data: EventData
     created: str = ""
     previous_attributes: msgspec.Raw = NULL
-    """Where the spec-generated clients read it; the wire puts it in ``data`` (FACTS §2.3)."""
+    """Where spec-generated clients read it; the wire puts it in ``data`` (docs/clever-api.md)."""
 
 
 class RecordRef(msgspec.Struct, frozen=True):
@@ -78,7 +78,7 @@ class RecordRef(msgspec.Struct, frozen=True):
 
 
 class EventMessage(msgspec.Struct, frozen=True):
-    """The normalized message: ``data`` of one ``<p>:events`` entry (CONTRACT §5).
+    """The normalized message: ``data`` of one ``<p>:events`` entry.
 
     ``object`` is the v3 record exactly as Clever sent it; ``previous_attributes`` is taken from
     ``data.previous_attributes`` or, failing that, the event's top level; ``roles`` lists the

@@ -1,4 +1,4 @@
-"""Checks that Redis will not silently lose the relay's data (CONTRACT §11).
+"""Checks that Redis will not silently lose the relay's data (docs/operations.md).
 
 Two settings matter. An evicting ``maxmemory-policy`` lets Redis drop a stream or a cursor
 under memory pressure, which breaks the no-loss promise without any error: that is a readiness

@@ -114,3 +114,19 @@ class TestInstallCommands:
             if line and not line.startswith("#")
         ]
         assert [line for line in pins if "==" not in line or "clever" in line] == []
+
+
+class TestStandsAlone:
+    def test_no_user_facing_text_cites_documents_users_do_not_have(self) -> None:
+        """Code, docs and examples cite the project's own docs, never the team's external notes."""
+        pattern = re.compile(r"CONTRACT §|FACTS §|\.\./shared")
+        roots = ["relay", "docs", "examples", "k8s", "bench", "README.md", "config.example.toml"]
+        offenders = [
+            f"{path.relative_to(ROOT)}:{n}"
+            for root in roots
+            for path in ([ROOT / root] if (ROOT / root).is_file() else (ROOT / root).rglob("*"))
+            if path.is_file() and path.suffix in {".py", ".md", ".toml", ".yaml", ".yml", ".json"}
+            for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
+            if pattern.search(line)
+        ]
+        assert offenders == []

@@ -1,4 +1,4 @@
-"""Client-side pacing against Clever's per-token rate limit (FACTS §3).
+"""Client-side pacing against Clever's per-token rate limit (docs/clever-api.md).
 
 Clever allows 1200 requests a minute per bearer token and reports the window in every
 response: ``X-RateLimit-Remaining`` (requests left) and ``X-RateLimit-Reset`` (Unix time the

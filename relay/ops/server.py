@@ -2,7 +2,7 @@
 
 It runs beside the relay's loops with ``web.AppRunner`` + ``TCPSite`` rather than ``run_app``,
 because the service owns the event loop and the signals (``handle_signals=False``); shared
-objects live under typed ``web.AppKey``\\ s. Endpoints (CONTRACT §7):
+objects live under typed ``web.AppKey``\\ s. Endpoints (docs/operations.md):
 
 - ``GET /healthz``: liveness. 200 ``{"alive": true}`` while every registered loop ticked within
   its deadline, else 503 ``{"alive": false, "stuck": [names]}`` so the kubelet restarts the pod.
@@ -79,7 +79,7 @@ async def get_healthz(request: web.Request) -> web.Response:
 
 
 async def get_readyz(request: web.Request) -> web.Response:
-    """Readiness: Redis answers, not draining, no Redis check blocking (CONTRACT §11)."""
+    """Readiness: Redis answers, not draining, no Redis check blocking (docs/operations.md)."""
     health = request.app[HEALTH_KEY]
     redis_error = await ping_redis(request.app[REDIS_KEY])
     reasons = readiness_reasons(health, redis_error)
@@ -97,7 +97,7 @@ async def get_metrics(request: web.Request) -> web.Response:
 
 
 async def get_status(request: web.Request) -> web.Response:
-    """The JSON status report (CONTRACT §7)."""
+    """The JSON status report (docs/operations.md)."""
     report = await request.app[STATUS_KEY].report()
     # Components report their own state; scrub any registered secret they might echo.
     text = scrub(msgspec.json.encode(report).decode())

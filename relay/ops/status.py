@@ -6,7 +6,7 @@ replica last happened to write: the poller of a district may run in another pod.
 not answer, the report still comes back, with ``redis.reachable`` false and the Redis-derived
 parts empty, and ``/metrics`` still answers with ``clever_relay_redis_up 0``.
 
-Tokens never appear here: a district is shown by id only (CONTRACT §7).
+Tokens never appear here: a district is shown by id only (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ class GroupStatus(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class RedisStatus(msgspec.Struct, frozen=True, kw_only=True):
-    """Whether Redis answered, and what the Redis checks found (CONTRACT §11)."""
+    """Whether Redis answered, and what the Redis checks found (docs/operations.md)."""
 
     reachable: bool
     error: str | None
@@ -113,7 +113,7 @@ class LoopStatus(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class StatusReport(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """The ``/status`` document (CONTRACT §7)."""
+    """The ``/status`` document (docs/operations.md)."""
 
     instance: str
     version: str

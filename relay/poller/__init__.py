@@ -6,7 +6,7 @@ The package reads like the data flow:
   this replica holds.
 - :mod:`relay.poller.district`: :class:`DistrictPoller`, one district's fetch-publish loop and
   its error handling.
-- :mod:`relay.poller.start`: where a district without a stored cursor starts (CONTRACT §3).
+- :mod:`relay.poller.start`: where a district without a stored cursor starts (``start``).
 - :mod:`relay.poller.cursor_lost`: detecting and reporting a cursor Clever no longer knows.
 - :mod:`relay.poller.batches`: a fetched page as chained, atomically published chunks.
 - :mod:`relay.poller.prefetch`: fetching the next page ahead, within a memory budget.

@@ -1,12 +1,12 @@
 """A cursor Clever no longer knows: detect it on quiet districts, report it on the stream.
 
-Clever answers 400/404 to a ``starting_after`` it does not know (:class:`CursorLostError` from
-the client). A quiet district with an old cursor is the subtle case (FACTS §2.5): an empty page
+Clever answers 400/404 to a ``starting_after`` it does not know (:class:`CursorLostError` from the
+client). A quiet district with an old cursor is the subtle case (docs/clever-api.md): an empty page
 is normal for a district with no changes, so it is *not* a lost cursor by itself. Only when the
 cursor's ObjectId time is older than Clever's 30-day retention does the poller also ask for the
 feed's newest event id; if Clever has a newer event than the cursor, it asks once more for what
-follows the cursor (an event may have arrived between the two requests), and only if that is
-still empty is the cursor lost.
+follows the cursor (an event may have arrived between the two requests), and only if that is still
+empty is the cursor lost.
 
 Either way one ``relay.cursor_lost`` control entry goes on the events stream (once per lost
 cursor, however often the process restarts), then the district stops (``on_cursor_lost =
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 log = get_logger("poller")
 
 RETENTION_S = 30 * 86400
-"""Clever keeps events 30 days (FACTS §2.5)."""
+"""Clever keeps events 30 days (docs/clever-api.md)."""
 OLD_CURSOR_S = RETENTION_S - 86400
 """A cursor this old may have expired: empty pages trigger the newest-event check."""
 

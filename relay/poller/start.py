@@ -1,4 +1,4 @@
-"""Where a district starts: the stored cursor, or its configured start position (CONTRACT §3).
+"""Where a district starts: the stored cursor, or its configured ``start`` (docs/configuration.md).
 
 A run always begins from the cursor stored in Redis (another replica may have moved it). Only a
 district with no stored cursor uses ``start``: ``earliest`` (no cursor: the feed's beginning),

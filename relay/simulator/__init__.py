@@ -1,4 +1,4 @@
-"""A Clever API simulator (CONTRACT §8): the fake Clever that tests, the demo and benchmarks use.
+"""A Clever API simulator (docs/simulator.md): the fake Clever of tests, the demo and benchmarks.
 
 ``World`` holds generated or scenario districts (feeds and current records), ``SimOptions`` every
 switch including ``Faults``, ``build_app`` the aiohttp application and ``running_simulator`` an

@@ -3,7 +3,7 @@ that follow the bootstrap, one action at a time, read from and consistent with `
 
 Each action returns the events it causes (a withdrawn student also leaves their sections and
 their contacts' relationships). Updates carry ``previous_attributes`` with the complete prior
-value of every changed top-level field, as in Clever's recorded v1.1 events (FACTS §2.3).
+value of every changed top-level field, as in Clever's recorded v1.1 events (docs/clever-api.md).
 Actions whose preconditions fail (no such user yet) fall back to enrolling a new family, so the
 generator also works on a world loaded from a small scenario file.
 """

@@ -4,7 +4,7 @@ Each event is encoded to JSON once, when it is appended; a page is the join of t
 Ids must ascend (Clever's feed is ordered by ObjectId), which keeps every lookup a bisect.
 Retention hides events from the *top* of the feed once their arrival time (their ``created``
 time for generated history, the moment they were added for exact or live events) falls out of
-the window, as Clever does after 30 days (FACTS §2.5); nothing is physically removed, so a
+the window, as Clever does after 30 days (docs/clever-api.md); nothing is physically removed, so a
 test can still ask what was lost.
 """
 

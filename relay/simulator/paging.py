@@ -90,7 +90,7 @@ def links(path: str, params: list[tuple[str, str]], first: str | None, last: str
 
     Links are relative and keep every non-cursor parameter (``limit``, ``record_type``, ...).
     After an empty page there is nothing to point at, so only ``self`` is given; the end of a
-    feed is always an empty ``data`` array (FACTS §2.2).
+    feed is always an empty ``data`` array (docs/clever-api.md).
     """
     kept = [(k, v) for k, v in params if k not in CURSOR_PARAMS]
     out = [{"rel": "self", "uri": _uri(path, params)}]

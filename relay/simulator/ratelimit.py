@@ -1,4 +1,4 @@
-"""Clever's rate limit: a fixed window of N requests per bearer token (FACTS §3).
+"""Clever's rate limit: a fixed window of N requests per bearer token (docs/clever-api.md).
 
 "These limits are not averages; rather, the allowed count of requests resets every minute."
 Windows are aligned to multiples of the window length on the wall clock, and

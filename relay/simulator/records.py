@@ -1,4 +1,4 @@
-"""Factories for realistic Clever v3.0 records (FACTS §4, the demo district's shapes).
+"""Factories for realistic Clever v3.0 records (docs/clever-api.md, the demo district's shapes).
 
 Shapes follow ``v3.0-events.yml`` and Clever's demo data: teachers, staff and district admins
 always carry a ``legacy_id`` (their v2 id, never equal to the user id), contacts carry the whole

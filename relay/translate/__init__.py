@@ -1,4 +1,4 @@
-"""Translation of Clever v3 events into the legacy v2 events (CONTRACT §6), without I/O.
+"""Translation of Clever v3 events into the legacy v2 events (docs/translation.md), without I/O.
 
 ``v3`` and ``v2`` hold the typed records of each API version, ``mapping`` maps one v3 record to
 its v2 object(s), ``rules`` decides which legacy events an event becomes; the stream consumer

@@ -181,7 +181,7 @@ class BatchTranslator:
         self.idmap_retention_s = idmap_retention_s
         """How long deleted ID-crosswalk mappings stay resolvable (:mod:`relay.crosswalk`)."""
         self.read_model = read_model
-        """Also keep the v2 read model (CONTRACT §9) in the same write as the legacy events."""
+        """Also keep the v2 read model (docs/v2-api.md) in the same write as the legacy events."""
         self.store = store
         self.lookup = lookup
         self.record_types = record_types

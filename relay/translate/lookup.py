@@ -1,11 +1,12 @@
 """Teacher legacy ids fetched from Clever's Data API when the store has never seen the user.
 
-v3 sections name teachers by v3 user id; v2 consumers need the teacher's legacy id (FACTS §6.6).
-The translator learns ids from the ``users.*`` events it translates; a section that names a teacher
-it has not seen (the relay started at ``latest``, or the teacher predates retention) costs one
-``GET /v3.x/users/{id}`` (``[clever] api_version``) with the district's token. Results are cached
-in the store by the caller. A failed look-up is never guessed around: the caller holds the section
-event back and retries it, because an event emitted with a wrong teacher id would be wrong forever.
+v3 sections name teachers by v3 user id; v2 consumers need the teacher's legacy id
+(docs/translation.md). The translator learns ids from the ``users.*`` events it translates; a
+section that names a teacher it has not seen (the relay started at ``latest``, or the teacher
+predates retention) costs one ``GET /v3.x/users/{id}`` (``[clever] api_version``) with the
+district's token. Results are cached in the store by the caller. A failed look-up is never guessed
+around: the caller holds the section event back and retries it, because an event emitted with a
+wrong teacher id would be wrong forever.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ _user_decoder = msgspec.json.Decoder(_User)
 
 
 def teacher_legacy_id(user_json: bytes) -> str | None:
-    """The v2 teacher id of a v3 user: ``roles.teacher.legacy_id`` (FACTS §6.2).
+    """The v2 teacher id of a v3 user: ``roles.teacher.legacy_id`` (docs/translation.md).
 
     Returns None when the user has no teacher role or no legacy id (the mapping dead-letters a
     teacher without one too: a made-up id would mislead v2 consumers). Raises

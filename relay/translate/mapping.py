@@ -1,6 +1,6 @@
 """Field mapping: one typed v3 record in, the v2.1 object(s) Clever v2 would have served out.
 
-The tables in ``docs/translation.md`` (and FACTS §6) are implemented here, one function per v2
+The tables in ``docs/translation.md`` are implemented here, one function per v2
 object, and nothing else: no event rules (see :mod:`relay.translate.rules`), no I/O. The v2 objects
 reuse the v3 value Structs (names, locations, credentials, lists) instead of copying them, which
 keeps the mapping of a user to a few attribute reads.
@@ -56,7 +56,7 @@ class TeacherLookupNeeded(RelayError):
 
 
 def _first(primary: Any, fallback: Any) -> Any:
-    """``primary`` unless absent, else ``fallback`` (FACTS §6.1/6.2: role's own, else user's)."""
+    """``primary`` unless absent, else ``fallback`` (the role's own value, else the user's)."""
     return fallback if primary is UNSET else primary
 
 
@@ -88,7 +88,7 @@ def joined_name(name: v3.Name | UnsetType) -> str | UnsetType:
 
 
 def student(user: v3.User, role: v3.StudentRole) -> v2.Student:
-    """``roles.student`` → v2 ``Student`` (id = user id; FACTS §6.1)."""
+    """``roles.student`` → v2 ``Student`` (id = user id; docs/translation.md)."""
     return v2.Student(
         id=user.id,
         district=user.district,
@@ -116,7 +116,7 @@ def student(user: v3.User, role: v3.StudentRole) -> v2.Student:
 
 
 def teacher(user: v3.User, role: v3.TeacherRole) -> v2.Teacher:
-    """``roles.teacher`` → v2 ``Teacher`` (id = ``legacy_id``; FACTS §6.2)."""
+    """``roles.teacher`` → v2 ``Teacher`` (id = ``legacy_id``; docs/translation.md)."""
     return v2.Teacher(
         id=_legacy_id(user, "teacher", role.legacy_id),
         district=_first(user.district, role.district),
@@ -136,7 +136,7 @@ def teacher(user: v3.User, role: v3.TeacherRole) -> v2.Teacher:
 
 
 def school_admin(user: v3.User, role: v3.StaffRole) -> v2.SchoolAdmin:
-    """``roles.staff`` → v2 ``SchoolAdmin`` (FACTS §6.3); ``roles.staff.roles`` has no v2 field."""
+    """``roles.staff`` → v2 ``SchoolAdmin``; ``roles.staff.roles`` has no v2 field."""
     return v2.SchoolAdmin(
         id=_legacy_id(user, "staff", role.legacy_id),
         district=user.district,
@@ -152,7 +152,7 @@ def school_admin(user: v3.User, role: v3.StaffRole) -> v2.SchoolAdmin:
 
 
 def district_admin(user: v3.User, role: v3.DistrictAdminRole) -> v2.DistrictAdmin:
-    """``roles.district_admin`` → v2 ``DistrictAdmin`` (FACTS §6.4)."""
+    """``roles.district_admin`` → v2 ``DistrictAdmin`` (docs/translation.md)."""
     return v2.DistrictAdmin(
         id=_legacy_id(user, "district_admin", role.legacy_id),
         district=user.district,
@@ -163,7 +163,7 @@ def district_admin(user: v3.User, role: v3.DistrictAdminRole) -> v2.DistrictAdmi
 
 
 def contact(user: v3.User, role: v3.ContactRole) -> v2.Contact:
-    """``roles.contact`` → v2 ``Contact`` (FACTS §6.5).
+    """``roles.contact`` → v2 ``Contact`` (docs/translation.md).
 
     Lossy: v2 has one ``type``/``relationship`` for all of a contact's students, so the first
     ``student_relationships`` entry (array order) provides them; ``students`` lists every related

@@ -1,4 +1,4 @@
-"""Event rules: which legacy v2 events one normalized v3 event becomes (CONTRACT §6).
+"""Event rules: which legacy v2 events one normalized v3 event becomes (docs/translation.md).
 
 Pure functions, no I/O: the consumer (``relay.translate.consumer``) passes in what it remembers
 (the user's last snapshot, the teacher legacy ids it has learned) and stores what comes back.

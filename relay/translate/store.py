@@ -309,7 +309,7 @@ class BatchWrite:
         self._op("L", reason, detail, district, source, blob(data))
 
     def read_model(self, op: list[bytes | str | int]) -> None:
-        """The v2 read model's write of one legacy event of the current entry (CONTRACT §9).
+        """The v2 read model's write of one legacy event of the current entry (docs/v2-api.md).
 
         ``op`` comes from :func:`relay.v2api.readmodel.event_op`; it runs in the same script as
         the legacy XADD, fenced and skipped on replay like the rest, so the read model is

@@ -1,4 +1,4 @@
-"""The v2 compatibility API (CONTRACT §9): a Redis read model, its sync, and the HTTP routes.
+"""The v2 compatibility API (docs/v2-api.md): a Redis read model, its sync, and the HTTP routes.
 
 Data flow: ``clever-relay sync`` (:mod:`relay.v2api.sync`) fills the read model from Clever's v3
 Data API; the translator keeps it current with the same writes, in the same Lua call as the

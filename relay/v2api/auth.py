@@ -1,4 +1,4 @@
-"""v2 API keys: the relay's own, one per district (CONTRACT §9).
+"""v2 API keys: the relay's own, one per district (docs/v2-api.md).
 
 A request carries ``Authorization: Bearer <key>``; the key is compared in constant time
 (``hmac.compare_digest``) with every configured key, always all of them, so timing says nothing

@@ -1,4 +1,4 @@
-"""The v2 API routes, added to the ops server's application (same port, CONTRACT §9).
+"""The v2 API routes, added to the ops server's application (same port, docs/v2-api.md).
 
 ``add_routes`` is what the service calls when ``"v2api"`` is in ``relay.components``: it
 resolves the client keys (failing fast on a bad one) and registers every endpoint under both

@@ -1,10 +1,11 @@
-"""``clever-relay sync``: fill a district's v2 read model from Clever's v3 Data API (CONTRACT §9).
+"""``clever-relay sync``: fill a district's v2 read model from Clever's v3 Data API.
 
-Clever's recommended initial sync (FACTS §2.6): record the newest event id (``ending_before=last
-&limit=1``), page through ``/v3.0/districts``, ``/schools``, ``/courses``, ``/terms``, ``/users``
-and ``/sections`` (users before sections: sections need teacher legacy ids), translate each
-record with :mod:`relay.translate.mapping`, and finally give the poller that event id as its
-cursor if it has none, so every change after the sync's start reaches the read model as events.
+Clever's recommended initial sync (docs/clever-api.md, docs/v2-api.md): record the newest event id
+(``ending_before=last&limit=1``), page through ``/v3.0/districts``, ``/schools``, ``/courses``,
+``/terms``, ``/users`` and ``/sections`` (users before sections: sections need teacher legacy ids),
+translate each record with :mod:`relay.translate.mapping`, and finally give the poller that event id
+as its cursor if it has none, so every change after the sync's start reaches the read model as
+events.
 
 Resumable: each page is written together with its progress (``<base>:sync``: the recorded event
 id, the next ``starting_after`` per record type, which types are done) in one MULTI, so a rerun

@@ -1,4 +1,4 @@
-"""Webhook delivery (CONTRACT §10): legacy and v3 events POSTed to HTTP endpoints, signed.
+"""Webhook delivery (docs/webhooks.md): legacy and v3 events POSTed to HTTP endpoints, signed.
 
 The component is :class:`relay.webhooks.delivery.WebhookDelivery`; the CLI's
 ``clever-relay webhooks list|replay|purge`` calls :mod:`relay.webhooks.admin`. How it works and

@@ -1,4 +1,4 @@
-"""Operator commands on an endpoint's dead letters: list, replay, purge (CONTRACT §2, §10).
+"""Operator commands on an endpoint's dead letters: list, replay, purge (docs/webhooks.md).
 
 ``clever-relay webhooks list|replay|purge --config PATH --endpoint NAME`` and the web console
 (docs/console.md) call these; each takes an optional open client (the console passes the

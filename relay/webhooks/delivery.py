@@ -1,4 +1,4 @@
-"""The ``webhooks`` component (CONTRACT §10): every configured endpoint, delivered concurrently.
+"""The ``webhooks`` component (docs/webhooks.md): every configured endpoint, delivered concurrently.
 
 Each endpoint runs its own ingest, delivery and stats loops and its own HTTP connection pool,
 so a slow or failing endpoint never holds up another. See docs/webhooks.md.

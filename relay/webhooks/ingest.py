@@ -4,8 +4,8 @@ An endpoint may read several streams (one per legacy record type, maybe ``<p>:ev
 district's events of different record types sit in different streams, so reading stream by
 stream would reorder them. Every entry has an order key that is total across the streams:
 
-* legacy entries: their legacy id (CONTRACT §4: derived from the source events-stream entry,
-  ascending in emission order), then ``1``;
+* legacy entries: their legacy id (docs/legacy-consumers.md: derived from the source
+  events-stream entry, ascending in emission order), then ``1``;
 * events-stream entries: the legacy id the translator gives their first legacy event, then
   ``0`` (a v3 event sorts just before the legacy events made from it).
 

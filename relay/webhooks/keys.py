@@ -1,7 +1,7 @@
 """Redis key names of one webhook endpoint, all under the relay's prefix (hash-tag friendly).
 
-``deadletter`` is part of CONTRACT §10; the rest are this component's own layout, described in
-``docs/webhooks.md``.
+``deadletter`` is documented for operators; the rest are this component's own layout; both are
+described in ``docs/webhooks.md``.
 """
 
 from __future__ import annotations

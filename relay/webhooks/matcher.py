@@ -1,4 +1,4 @@
-"""Which events an endpoint wants: topic patterns and districts (CONTRACT §10).
+"""Which events an endpoint wants: topic patterns and districts (docs/webhooks.md).
 
 A topic is an event type pattern where ``*`` matches any run of characters (``students.*``,
 ``*.deleted``, ``*``). Legacy v2 types and v3 types share some names (``sections.updated`` is

@@ -14,7 +14,7 @@ step is all-or-nothing:
 
 A district is in the ``due`` sorted set exactly when its queue is non-empty; its score is when
 its head may next be attempted. Retry state therefore belongs to the head, and the later
-events of a district wait behind it (CONTRACT §10's ordering).
+events of a district wait behind it (docs/webhooks.md).
 """
 
 from __future__ import annotations
