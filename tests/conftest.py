@@ -15,38 +15,11 @@ from tests.swagger import SPECS_MISSING, specs_available
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Generator, Iterator
 
-# Set by .ci/run: a spec test that did not run there is a failure, so CI keeps validating against
-# Clever's real specs while a plain clone without them still passes (docs/development.md).
-SPECS_REQUIRED = os.environ.get("CLEVER_API_SPECS_REQUIRED", "") == "1"
-_skipped_spec_tests: list[str] = []
-
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Skip a ``spec`` test, saying how to get the specs, when Clever's specs are absent."""
     if item.get_closest_marker("spec") is not None and not specs_available():
         pytest.skip(SPECS_MISSING)
-
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """Remember every skipped ``spec`` test, for the CI check at the end of the session."""
-    if report.skipped and "spec" in report.keywords:
-        _skipped_spec_tests.append(report.nodeid)
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Under ``CLEVER_API_SPECS_REQUIRED=1``, a skipped ``spec`` test fails the session."""
-    if SPECS_REQUIRED and _skipped_spec_tests:
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Say why the session failed when spec tests were required but skipped."""
-    if SPECS_REQUIRED and _skipped_spec_tests:
-        terminalreporter.write_line(
-            f"FAILED: {len(_skipped_spec_tests)} spec test(s) skipped under "
-            f"CLEVER_API_SPECS_REQUIRED=1. {SPECS_MISSING}",
-            red=True,
-        )
 
 
 @pytest.fixture(scope="session")
@@ -97,21 +70,20 @@ def _reset_structlog() -> Iterator[None]:
     structlog.reset_defaults()
 
 
-REQUIRE_DOWNLOADS = "RELAY_TEST_REQUIRE_DOWNLOADS"
-"""Set to 1 (CI does) to make a skipped ``needs_download`` test a failure."""
+REQUIRE = "RELAY_TEST_REQUIRE"
+"""Comma-separated markers (``.ci/run`` sets ``spec,needs_download,browser,promtool``) whose tests
+must run: one of them skipped (no specs, no package index, no Chromium, no promtool) fails instead.
+A plain clone leaves it unset, so those tests skip there with their reason (docs/development.md)."""
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """In CI a test that could not download what it needs fails instead of silently skipping."""
+    """Where a marker is required (CI), a test of that marker that skipped fails instead."""
     report = yield
-    if report.skipped and item.get_closest_marker("needs_download") and _downloads_required():
+    required = {m.strip() for m in os.environ.get(REQUIRE, "").split(",") if m.strip()}
+    if report.skipped and (missing := sorted(m for m in required if item.get_closest_marker(m))):
         report.outcome = "failed"
-        report.longrepr = f"{REQUIRE_DOWNLOADS}=1 but the test was skipped: {report.longrepr}"
+        report.longrepr = f"{REQUIRE} names {missing} but the test was skipped: {report.longrepr}"
     return report
-
-
-def _downloads_required() -> bool:
-    return os.environ.get(REQUIRE_DOWNLOADS, "") not in ("", "0")

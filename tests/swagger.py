@@ -27,10 +27,20 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC_DIR = ROOT / os.environ.get("CLEVER_API_SPECS", "../shared/clever-api")
-SPEC_FILES = ("v2.1.yml", "v3.0.yml", "v3.0-events.yml", "samples/v3.0-demo-users.json")
+SPEC_FILES = (
+    "v2.0.yml",
+    "v2.0-client.yml",
+    "v2.0-events.yml",
+    "v2.1.yml",
+    "v3.0.yml",
+    "v3.0-events.yml",
+    "v3.1.yml",
+    "v3.1-events.yml",
+    "samples/v3.0-demo-users.json",
+)
 SPECS_MISSING = (
     f"Clever's API specs are not in {SPEC_DIR}: set CLEVER_API_SPECS to a folder holding "
-    "v2.1.yml, v3.0.yml and v3.0-events.yml from Clever's public repository "
+    f"{', '.join(SPEC_FILES[:-1])} from Clever's public repository "
     "https://github.com/Clever/swagger-api and samples/v3.0-demo-users.json "
     "(tests/mocks/users.json of https://github.com/Clever/clever-go); see docs/development.md"
 )

@@ -92,6 +92,7 @@ def _without_student_email(event: dict[str, Any]) -> dict[str, Any]:
 
 
 class TestSimulatorVersions:
+    @pytest.mark.spec
     def test_v31_records_in_events_validate_strictly(self, world: World) -> None:
         """Every event object under /v3.1 validates strictly against v3.1-events.yml."""
         problems = {}
@@ -106,6 +107,7 @@ class TestSimulatorVersions:
                 problems[event["id"]] = found
         assert problems == {}
 
+    @pytest.mark.spec
     def test_v31_data_api_records_validate(self, world: World) -> None:
         """Every record the v3.1 Data API serves validates against v3.1.yml."""
         state, problems = world.districts[0].state, {}

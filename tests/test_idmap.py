@@ -131,6 +131,7 @@ async def synced(
     return Synced(cfg, redis_client, await aiohttp_client(app))
 
 
+@pytest.mark.spec  # Clever's demo-district users (samples/v3.0-demo-users.json)
 class TestSyncFillsTheCrosswalk:
     async def test_demo_users_map_to_their_legacy_ids(self, synced: Synced) -> None:
         """Every demo user's roles map to their legacy_id, students to their user id, both ways."""
@@ -201,6 +202,7 @@ class TestSyncFillsTheCrosswalk:
         assert (sorted(rows), count) == (sorted(wanted), len(wanted))
 
 
+@pytest.mark.spec  # Clever's demo-district users (samples/v3.0-demo-users.json)
 class TestExportCommand:
     async def test_cli_export_streams_csv_and_counts_on_stderr(
         self, synced: Synced, tmp_path: Path

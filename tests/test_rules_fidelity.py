@@ -10,6 +10,8 @@ import copy
 import json
 from typing import Any
 
+import pytest
+
 from relay.translate.rules import Translation, translate
 from tests.swagger import errors
 from tests.test_rules import ALL_TYPES, golden_user, load, message, run, user_event
@@ -41,6 +43,9 @@ def teacher_only() -> dict[str, Any]:
     user = golden_user("teacher_staff_created")
     del user["roles"]["staff"]
     return user
+
+
+pytestmark = pytest.mark.spec  # every legacy object is validated against v2.1.yml
 
 
 class TestCompletePreviousValues:

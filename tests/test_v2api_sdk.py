@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
     import redis.asyncio as aioredis
 
-pytestmark = pytest.mark.needs_download
+pytestmark = [pytest.mark.needs_download, pytest.mark.spec]
 
 LISTS = {
     "get_students": "students",

@@ -151,6 +151,9 @@ def v20_problems(definition: str, obj: dict[str, Any]) -> list[str]:
     )
 
 
+pytestmark = pytest.mark.spec  # every object is validated against v2.0.yml
+
+
 class TestConversion:
     """The pure v2.1 → v2.0 conversion."""
 
