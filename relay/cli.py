@@ -18,7 +18,7 @@ import msgspec
 
 from relay import __version__
 from relay.config import Config, load_config, resolve_config_path
-from relay.errors import ConfigError, RelayError
+from relay.errors import ConfigError, RelayError, UsageError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -26,10 +26,6 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
-
-
-class UsageError(Exception):
-    """Bad command-line usage: exit 2 with the message."""
 
 
 def _config(args: argparse.Namespace) -> Config:

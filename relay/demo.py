@@ -33,7 +33,7 @@ from redis.exceptions import RedisError
 
 from relay import logs
 from relay.config import Config, RedisSection, load_config
-from relay.errors import RelayError
+from relay.errors import DemoError, RedisUnreachable
 from relay.keys import Keys
 from relay.service import Service
 
@@ -51,14 +51,6 @@ JOIN_AFTER_S = 4.0
 """When a fourth district authorizes the app: discovery finds it and onboards it by sync."""
 DEMO_APP = ("sim_client_id", "sim_client_secret")
 """The simulator's default client id and secret (its tokens endpoint prints them too)."""
-
-
-class DemoError(RelayError):
-    """The demo cannot run here (no Redis to be had, port in use...)."""
-
-
-class RedisUnreachable(DemoError):
-    """The Redis the user named does not answer: a usage problem (exit 2), not a crash."""
 
 
 def free_port() -> int:

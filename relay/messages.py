@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from relay.errors import InvalidEvent
+
 Action = Literal["created", "updated", "deleted"]
 ACTIONS: frozenset[str] = frozenset(("created", "updated", "deleted"))
 NULL = msgspec.Raw(b"null")
@@ -144,14 +146,6 @@ class FleetMessage(msgspec.Struct, frozen=True):
     counts: dict[str, int] = {}
     """Onboarded: v2 objects written by the sync, by v2 record type."""
     reason: str = ""
-
-
-class InvalidEvent(ValueError):
-    """An event that cannot be normalized; ``reason`` is the dead-letter reason."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 _event_decoder = msgspec.json.Decoder(CleverEvent)

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from relay.errors import FencedError
+from relay.errors import FencedError, LeaseLostError
 from relay.metrics import PUBLISH_SECONDS
 
 if TYPE_CHECKING:
@@ -91,19 +91,6 @@ PUBLISHED = 1
 FENCED = 0
 ALREADY_REPORTED = 2
 LEASE_LOST = 3
-
-
-class LeaseLostError(FencedError):
-    """The district's lease no longer holds this poller's value: another replica owns it now.
-
-    Nothing was written. The poller stops polling the district until it acquires the lease
-    again (issue 8: a paused or partitioned ex-owner must never write).
-    """
-
-    def __init__(self, district: str, holder: str) -> None:
-        super().__init__(f"district {district}: lease is held by {holder or 'nobody'}")
-        self.district = district
-        self.holder = holder
 
 
 @dataclass

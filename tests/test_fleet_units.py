@@ -11,9 +11,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from relay.errors import CleverError
+from relay.errors import CleverError, DiscoveryAuthError
 from relay.fleet.registry import Registry
-from relay.fleet.tokens import DiscoveryAuthError, TokensClient
+from relay.fleet.tokens import TokensClient
 from relay.health import Health
 from relay.translate.consumer import Translator
 from tests.fleet_support import KEYS

@@ -12,10 +12,11 @@ import redis.asyncio
 
 from relay.config import validate
 from relay.district_leases import LeaseRunner, LeaseTable, fair_share, lease_holder
+from relay.errors import LeaseLostError
 from relay.health import Health
 from relay.keys import Keys
 from relay.ops.status import StatusSource
-from relay.publish import Batch, LeaseLostError, Publisher
+from relay.publish import Batch, Publisher
 from tests.test_poller import wait_for
 
 if TYPE_CHECKING:

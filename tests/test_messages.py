@@ -5,7 +5,8 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from relay.messages import EventMessage, InvalidEvent, _EventMessageSchema, encode, normalize
+from relay.errors import InvalidEvent
+from relay.messages import EventMessage, _EventMessageSchema, encode, normalize
 
 USER = {
     "id": "603ebb2ab452fb006c76396d",

@@ -13,13 +13,13 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from relay.backoff import Backoff
-from relay.errors import CleverError
+from relay.errors import CleverError, StreamIdError
 from relay.health import Health
 from relay.messages import encode, normalize
 from relay.metrics import REGISTRY
 from relay.translate.consumer import Translator
 from relay.translate.group import NEW, PENDING, Entry, Fenced, GroupReader
-from relay.translate.ids import StreamIdError, legacy_id, stream_id_of
+from relay.translate.ids import legacy_id, stream_id_of
 from relay.translate.lookup import TeacherLookup
 from relay.translate.store import FENCED, BatchWrite, Store
 from tests.test_translator_helpers import (

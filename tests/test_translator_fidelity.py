@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import pytest
 
-from relay.clever.client import CleverNotFound
+from relay.errors import CleverNotFound
 from relay.health import Health
 from relay.metrics import REGISTRY
 from relay.translate.consumer import Translator

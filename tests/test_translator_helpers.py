@@ -279,7 +279,8 @@ async def teacher_ids_from_clever(
     session: aiohttp.ClientSession,
 ) -> dict[str, dict[str, str]]:
     """The teacher legacy id of every user a section names, asked of the simulator's Data API."""
-    from relay.clever.client import CleverClient, CleverNotFound
+    from relay.clever.client import CleverClient
+    from relay.errors import CleverNotFound
     from relay.translate.lookup import teacher_legacy_id
     from relay.translate.rules import section_teacher_user_ids
 

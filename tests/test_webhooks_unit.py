@@ -7,11 +7,12 @@ import random
 import pytest
 
 from relay.config import WebhookEndpoint
+from relay.errors import SignatureError
 from relay.keys import Keys
 from relay.webhooks.ingest import Entry, merge
 from relay.webhooks.matcher import Matcher, Source
 from relay.webhooks.retries import Decision, after_failure
-from relay.webhooks.signing import SignatureError, decode_secret, sign, verify
+from relay.webhooks.signing import decode_secret, sign, verify
 from tests.webhook_support import SECRET_A, SECRET_B, independent_signature
 
 

@@ -29,9 +29,10 @@ from relay.clever.ratelimit import RateLimiter
 from relay.errors import (
     CleverAuthError,
     CleverError,
+    CleverNotFound,
     CursorLostError,
-    PermanentError,
-    RelayError,
+    PageTooLarge,
+    Stopped,
 )
 from relay.logs import get_logger
 from relay.messages import EventsPage
@@ -45,26 +46,6 @@ log = get_logger("clever")
 
 DEFAULT_API_VERSION = "v3.0"
 """``[clever] api_version`` when none is given; ``v3.1`` serves the same paths plus fields."""
-
-
-class PageTooLarge(PermanentError):
-    """Clever answered 413: ``limit`` is above what it serves (10000); ask for less."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"Clever refused limit={limit} (413)")
-        self.limit = limit
-
-
-class CleverNotFound(PermanentError):
-    """Clever answered 404 for a record (deleted, unshared, or never existed)."""
-
-    def __init__(self, path: str) -> None:
-        super().__init__(f"Clever has no {path} (404)")
-        self.path = path
-
-
-class Stopped(RelayError):
-    """The stop event was set while waiting to retry; the caller should wind down."""
 
 
 @dataclass(frozen=True)

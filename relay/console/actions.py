@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from relay import deadletters
+from relay.errors import UnknownSource
 from relay.keys import Keys
 from relay.logs import scrub
 from relay.webhooks import admin
@@ -42,10 +43,6 @@ class Letter(msgspec.Struct, frozen=True, kw_only=True):
     at: float
     payload: str
     replayable: bool
-
-
-class UnknownSource(ValueError):
-    """The request named a source that is not configured."""
 
 
 def sources(cfg: Config) -> list[str]:

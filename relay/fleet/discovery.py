@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING
 from redis.exceptions import RedisError
 
 from relay.backoff import Backoff, sleep_or_stop
-from relay.errors import CleverError, ConfigError
+from relay.errors import CleverError, ConfigError, DiscoveryAuthError
 from relay.fleet.onboarding import Onboarding
 from relay.fleet.registry import ONBOARDING, POLLING, REMOVED, Registry
-from relay.fleet.tokens import DiscoveryAuthError, DistrictToken, TokensClient
+from relay.fleet.tokens import DistrictToken, TokensClient
 from relay.logs import get_logger, register_secret
 from relay.metrics import FLEET_DISTRICTS
 from relay.poller.cursor_lost import RETENTION_S

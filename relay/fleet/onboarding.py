@@ -25,8 +25,7 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING
 
-from relay.clever.client import Stopped
-from relay.errors import CleverAuthError
+from relay.errors import CleverAuthError, Stopped
 from relay.fleet.registry import ONBOARDING, POLLING
 from relay.logs import get_logger
 from relay.publish import Batch

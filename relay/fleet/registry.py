@@ -20,8 +20,8 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from relay.errors import LeaseLostError
 from relay.messages import DISTRICT_ONBOARDED, DISTRICT_REMOVED, FleetMessage, encode
-from relay.publish import LeaseLostError
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis

@@ -18,7 +18,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 import msgspec
 
-from relay.errors import CleverError, RelayError
+from relay.errors import CleverError, DiscoveryAuthError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -26,14 +26,6 @@ if TYPE_CHECKING:
 TOKENS_PATH = "/oauth/tokens"
 MAX_PAGES = 10_000
 """A walk longer than this is a paging loop on Clever's side, not a real list."""
-
-
-class DiscoveryAuthError(RelayError):
-    """Clever refused the app's client id and secret (401/403): an operator must fix them."""
-
-    def __init__(self, status: int) -> None:
-        super().__init__(f"Clever answered {status} to the app's client id and secret")
-        self.status = status
 
 
 class _Owner(msgspec.Struct, frozen=True):

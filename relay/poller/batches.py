@@ -24,8 +24,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 
-from relay.errors import CleverError
-from relay.messages import EventMessage, InvalidEvent, encode, normalize
+from relay.errors import CleverError, InvalidEvent
+from relay.messages import EventMessage, encode, normalize
 from relay.metrics import DEAD_LETTERED, EVENTS_POLLED
 from relay.publish import CHUNK_EVENTS, Batch, is_event_id
 

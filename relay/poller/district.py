@@ -24,15 +24,22 @@ from typing import TYPE_CHECKING, TypeVar
 from redis.exceptions import RedisError
 
 from relay.backoff import Backoff, sleep_or_stop
-from relay.clever.client import CleverClient, PageTooLarge, Stopped, call_with_retries
-from relay.errors import CleverAuthError, CleverError, CursorLostError, FencedError
+from relay.clever.client import CleverClient, call_with_retries
+from relay.errors import (
+    CleverAuthError,
+    CleverError,
+    CursorLostError,
+    FencedError,
+    LeaseLostError,
+    PageTooLarge,
+    Stopped,
+)
 from relay.logs import get_logger, register_secret
 from relay.metrics import CURSOR_AGE, DISTRICT_LAG, DISTRICT_UP, EVENTS_PUBLISHED, POLL_ERRORS
 from relay.poller.batches import iter_batches, page_end_cursor
 from relay.poller.cursor_lost import check_quiet_cursor, report_cursor_lost
 from relay.poller.prefetch import PrefetchBudget, Prefetcher
 from relay.poller.start import sync_cursor
-from relay.publish import LeaseLostError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

@@ -19,15 +19,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from relay.errors import StreamIdError
+
 MAX_SEQ = 0xFFFFFFFFF
 """36 bits of entry sequence number (entries within one millisecond)."""
 MAX_INDEX = 0xFFFF
 MAX_MS = 0xFFFFFFFF * 1000 + 999
 """The 4-byte seconds timestamp lasts until 2106, as an ObjectID's."""
-
-
-class StreamIdError(ValueError):
-    """A stream id that does not fit the legacy id layout (never happens with ``XADD *``)."""
 
 
 def parse_stream_id(stream_id: str) -> tuple[int, int]:

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
-from relay.clever.client import CleverClient, CleverNotFound
-from relay.errors import ConfigError, RelayError
+from relay.clever.client import CleverClient
+from relay.errors import CleverNotFound, ConfigError, RelayError
 from relay.logs import get_logger
 
 if TYPE_CHECKING:

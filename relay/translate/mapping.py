@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from relay.errors import PermanentError, RelayError
+from relay.errors import TeacherLookupNeeded, UntranslatableError
 from relay.translate import v2, v3
 
 if TYPE_CHECKING:
@@ -27,32 +27,6 @@ ROLE_RECORD_TYPES: tuple[tuple[str, str], ...] = (
     ("contact", "contacts"),
 )
 """v3 role name → v2 record type, in the fixed order a multi-role user's events are emitted."""
-
-
-class UntranslatableError(PermanentError):
-    """The event cannot become v2 events: it goes to the dead-letter stream.
-
-    ``reason`` is a short, low-cardinality code (``invalid_object``, ``unknown_record_type``,
-    ``missing_legacy_id``, ``contact_id_conflict``, ``unknown_roles``) fit for a metric label;
-    ``detail`` says exactly what.
-    """
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
-
-
-class TeacherLookupNeeded(RelayError):
-    """A section names teachers (v3 user ids) whose legacy ids the caller did not pass.
-
-    The consumer looks them up (Data API), then translates the event again; the relay never
-    guesses a teacher id.
-    """
-
-    def __init__(self, user_ids: list[str]) -> None:
-        super().__init__(f"teacher legacy ids needed for users {', '.join(user_ids)}")
-        self.user_ids = user_ids
 
 
 def _first(primary: Any, fallback: Any) -> Any:

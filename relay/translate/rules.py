@@ -18,12 +18,11 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from relay.errors import TeacherLookupNeeded, UntranslatableError
 from relay.translate import v3
 from relay.translate.mapping import (
     RECORD_MAPPERS,
     ROLE_RECORD_TYPES,
-    TeacherLookupNeeded,
-    UntranslatableError,
     role_objects,
     section_teacher_refs,
 )

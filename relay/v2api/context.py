@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from relay.errors import PageError
 from relay.logs import get_logger
 from relay.v2api.keys import ReadModelKeys
-from relay.v2api.paging import PageError, error_response
+from relay.v2api.paging import error_response
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

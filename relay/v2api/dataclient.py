@@ -12,8 +12,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
 
-from relay.clever.client import CleverClient, PageTooLarge
-from relay.errors import CleverError
+from relay.clever.client import CleverClient
+from relay.errors import CleverError, PageTooLarge
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -13,11 +13,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from relay.config import ALL_RECORD_TYPES
+from relay.errors import PageError
 from relay.v2api.keys import stream_id
 from relay.v2api.paging import (
     LAST,
     Page,
-    PageError,
     error_response,
     joined_response,
     links,

@@ -16,21 +16,14 @@ from urllib.parse import urlencode
 import msgspec
 from aiohttp import web
 
+from relay.errors import PageError
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
 MAX_LIMIT = 10000
 CURSOR_PARAMS = frozenset(("starting_after", "ending_before"))
 LAST = "last"
-
-
-class PageError(Exception):
-    """A request the API refuses: ``status`` (400, 413) and a message for ``{"message"}``."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,20 +23,15 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import msgspec
 
-from relay.clever.client import PageTooLarge, call_with_retries
+from relay.clever.client import call_with_retries
 from relay.crosswalk import CrosswalkWriter
-from relay.errors import ConfigError, RelayError
+from relay.errors import ConfigError, PageTooLarge, RelayError, UntranslatableError
 from relay.keys import Keys
 from relay.logs import get_logger
 from relay.redis_client import create_redis
 from relay.translate import v2, v3
 from relay.translate.ids import time_ms
-from relay.translate.mapping import (
-    RECORD_MAPPERS,
-    UntranslatableError,
-    role_objects,
-    section_teacher_refs,
-)
+from relay.translate.mapping import RECORD_MAPPERS, role_objects, section_teacher_refs
 from relay.translate.store import seed_snapshots, teachers_key
 from relay.v2api.dataclient import DataClient
 from relay.v2api.keys import ReadModelKeys

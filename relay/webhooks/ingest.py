@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from relay import logs
-from relay.translate.ids import StreamIdError, legacy_id, parse_stream_id
+from relay.errors import StreamIdError
+from relay.translate.ids import legacy_id, parse_stream_id
 from relay.webhooks.store import QueuedEvent
 
 if TYPE_CHECKING:

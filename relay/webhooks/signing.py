@@ -14,13 +14,11 @@ import base64
 import hashlib
 import hmac
 
+from relay.errors import SignatureError
+
 WHSEC_PREFIX = "whsec_"
 VERSION = "v1"
 DEFAULT_TOLERANCE_S = 300
-
-
-class SignatureError(ValueError):
-    """A request's signature or timestamp did not verify."""
 
 
 def decode_secret(secret: str) -> bytes:
