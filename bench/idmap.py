@@ -26,9 +26,9 @@ import msgspec
 import redis.asyncio as aioredis
 
 from bench.procs import RedisProc
-from relay import crosswalk
-from relay.crosswalk import CrosswalkWriter
-from relay.keys import Keys
+from relay.readmodel import crosswalk
+from relay.readmodel.crosswalk import CrosswalkWriter
+from relay.redis.keys import Keys
 from relay.translate import v3
 from relay.translate.store import BatchWrite, Store
 

@@ -36,7 +36,7 @@ from aiohttp import web
 from bench.configs import PREFIX, relay_config
 from bench.procs import RedisProc, SimProc, free_port, stop_process
 from bench.relay_runs import LEGACY_KEYS, poller_done, translator_done
-from relay.keys import Keys
+from relay.redis.keys import Keys
 
 KEY = "bench-load-v2-key-0123456789abcdefghijklmnop"
 SECRET = "whsec_YmVuY2gtbG9hZC13ZWJob29rLXNlY3JldC0wMDAx"

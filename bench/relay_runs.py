@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from bench.configs import PREFIX, relay_config
 from bench.procs import RelayProc
 from relay.config import ALL_RECORD_TYPES
-from relay.keys import Keys
+from relay.redis.keys import Keys
 
 if TYPE_CHECKING:
     from collections.abc import Callable

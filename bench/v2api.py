@@ -28,8 +28,8 @@ import msgspec
 import redis.asyncio as aioredis
 
 from bench.procs import RedisProc, free_port, stop_process
+from relay.readmodel.writer import ReadModelWriter, event_op, put_op
 from relay.translate.rules import LegacyOut, encode_legacy_event
-from relay.v2api.readmodel import ReadModelWriter, event_op, put_op
 
 PREFIX = "bench"
 DISTRICT = "5a0c91b95c7cc000010d417c"
@@ -110,7 +110,7 @@ def serve(redis_url: str, port: int) -> None:
     from aiohttp import web
 
     from relay.config import validate
-    from relay.keys import Keys
+    from relay.redis.keys import Keys
     from relay.v2api.server import add_routes
 
     try:

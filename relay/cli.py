@@ -160,7 +160,7 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
 async def _deadletter(cfg: Config, args: argparse.Namespace) -> str:
     """Run one ``deadletter`` action on a fresh client; returns what to print."""
     from relay import deadletters
-    from relay.redis_client import create_redis
+    from relay.redis.client import create_redis
 
     redis = create_redis(cfg.redis)
     prefix = cfg.redis.prefix

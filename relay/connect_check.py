@@ -17,8 +17,8 @@ from redis.exceptions import RedisError
 
 from relay import __version__
 from relay.logs import scrub
-from relay.redis_checks import read_persistence, read_policy
-from relay.redis_client import create_redis
+from relay.redis.checks import read_persistence, read_policy
+from relay.redis.client import create_redis
 
 if TYPE_CHECKING:
     from relay.config import Config, District

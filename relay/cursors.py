@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 
 from relay.errors import ConfigError
 from relay.fleet.registry import discovered_districts
-from relay.keys import Keys
 from relay.publish import is_event_id
-from relay.redis_client import create_redis
+from relay.redis.client import create_redis
+from relay.redis.keys import Keys
 
 if TYPE_CHECKING:
     from relay.config import Config

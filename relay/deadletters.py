@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from relay.keys import Keys
+from relay.redis.keys import Keys
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

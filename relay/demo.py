@@ -34,7 +34,7 @@ from redis.exceptions import RedisError
 from relay import logs
 from relay.config import Config, RedisSection, load_config
 from relay.errors import DemoError, RedisUnreachable
-from relay.keys import Keys
+from relay.redis.keys import Keys
 from relay.service import Service
 
 if TYPE_CHECKING:

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from redis.commands.core import AsyncScript
 
     from relay.health import Health
-    from relay.keys import Keys
+    from relay.redis.keys import Keys
 
 log = get_logger("leases")
 _rng = random.SystemRandom()

@@ -1,9 +1,10 @@
 """``clever-relay idmap export``: every crosswalk mapping of a district, streamed to stdout.
 
 Rows (``district, v3_user_id, role, v2_id``) come from HSCAN batches of the crosswalk's v2 hash
-(:mod:`relay.crosswalk`) and are written as they arrive, so memory stays flat however large the
-district; a progress bar on stderr counts them against the hash's size. Only live mappings are
-exported; deleted ones stay resolvable over HTTP (``GET /idmap/...``) for their retention.
+(:mod:`relay.readmodel.crosswalk`) and are written as they arrive, so memory stays flat however
+large the district; a progress bar on stderr counts them against the hash's size. Only live
+mappings are exported; deleted ones stay resolvable over HTTP (``GET /idmap/...``) for their
+retention.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import msgspec
 
-from relay.crosswalk import CrosswalkReader
 from relay.errors import ConfigError
-from relay.keys import Keys
-from relay.redis_client import create_redis
+from relay.readmodel.crosswalk import CrosswalkReader
+from relay.redis.client import create_redis
+from relay.redis.keys import Keys
 
 if TYPE_CHECKING:
     from relay.config import Config

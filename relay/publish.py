@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     import redis.asyncio as aioredis
     from redis.commands.core import AsyncScript
 
-    from relay.keys import Keys
+    from relay.redis.keys import Keys
 
 FIXED_ARGS = 11
 """ARGV slots before the per-entry triples (keep in step with the script)."""

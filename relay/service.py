@@ -23,8 +23,8 @@ import aiohttp
 
 from relay import __version__, logs
 from relay.health import Health
-from relay.keys import Keys
-from relay.redis_client import create_redis
+from relay.redis.client import create_redis
+from relay.redis.keys import Keys
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -190,7 +190,7 @@ class Service:
         return {component.name: component.status() for component in self.components}
 
     async def _supervise(self, redis: aioredis.Redis) -> None:
-        from relay.redis_checks import watch_redis
+        from relay.redis.checks import watch_redis
 
         tasks = {
             asyncio.create_task(component.run(self.stop), name=component.name)

@@ -1,7 +1,7 @@
 """One log line per repeated failure per interval, so an outage is reported, not flooded.
 
 When Redis is unreachable every component fails every second or so; the central Redis watch
-(``relay/redis_checks.py``) names the outage and its URL, and each component says its own
+(``relay/redis/checks.py``) names the outage and its URL, and each component says its own
 failure at most once per interval, with how many it kept quiet (docs/operations.md).
 """
 

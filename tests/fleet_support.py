@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import msgspec
 
-from relay.keys import Keys
+from relay.redis.keys import Keys
 from tests.test_poller import PREFIX
 
 if TYPE_CHECKING:

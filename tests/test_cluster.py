@@ -18,10 +18,10 @@ import pytest
 from relay.config import ALL_RECORD_TYPES as LEGACY_RECORD_TYPES
 from relay.config import validate
 from relay.health import Health
-from relay.keys import Keys
 from relay.messages import CURSOR_LOST, EventMessage
 from relay.poller import Poller
-from relay.redis_client import create_redis, is_cluster
+from relay.redis.client import create_redis, is_cluster
+from relay.redis.keys import Keys
 from relay.simulator import SimOptions, World, running_simulator
 from relay.translate.consumer import Translator
 from tests.cluster import RedisClusterServers

@@ -16,7 +16,7 @@ from relay.errors import ConfigError
 from relay.health import Health
 from relay.ops.server import build_app
 from relay.ops.status import StatusSource
-from relay.webhooks.keys import EndpointKeys
+from relay.redis.keys import EndpointKeys
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis

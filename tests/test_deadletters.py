@@ -9,8 +9,8 @@ import pytest
 import redis
 
 from relay import deadletters
+from relay.redis.keys import EndpointKeys
 from relay.webhooks import admin
-from relay.webhooks.keys import EndpointKeys
 from tests.test_cli import run_cli
 from tests.test_console import make_config
 

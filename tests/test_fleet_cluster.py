@@ -9,7 +9,7 @@ import aiohttp
 from relay.config import validate
 from relay.health import Health
 from relay.poller import Poller
-from relay.redis_client import create_redis
+from relay.redis.client import create_redis
 from relay.simulator import SimOptions, World, running_simulator
 from tests.fleet_support import fleet_cfg
 from tests.test_cluster import KEYS, PREFIX, cluster, running

@@ -23,7 +23,7 @@ from relay.config import Config, validate
 from relay.errors import CleverError, ConfigError
 from relay.messages import decode_page
 from relay.poller.batches import iter_batches, page_end_cursor
-from relay.redis_client import create_redis
+from relay.redis.client import create_redis
 from relay.v2api.data import PATHS, RELATIONS
 from tests.test_v2api_events import EVENTS, KEY
 from tests.test_v2api_hostile import make_client, write

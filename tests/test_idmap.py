@@ -13,13 +13,13 @@ import msgspec
 import pytest
 
 from relay.config import validate
-from relay.crosswalk import CrosswalkReader
 from relay.health import Health
 from relay.idmap_export import export
-from relay.keys import Keys
 from relay.messages import EventMessage, encode
 from relay.ops.server import build_app
 from relay.ops.status import StatusSource
+from relay.readmodel.crosswalk import CrosswalkReader
+from relay.redis.keys import Keys
 from relay.simulator import SimOptions, World, running_simulator
 from relay.translate.batch import BatchTranslator
 from relay.translate.group import Entry

@@ -14,9 +14,9 @@ from relay.config import validate
 from relay.district_leases import LeaseRunner, LeaseTable, fair_share, lease_holder
 from relay.errors import LeaseLostError
 from relay.health import Health
-from relay.keys import Keys
 from relay.ops.status import StatusSource
 from relay.publish import Batch, Publisher
+from relay.redis.keys import Keys
 from tests.test_poller import wait_for
 
 if TYPE_CHECKING:

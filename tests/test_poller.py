@@ -14,9 +14,9 @@ import pytest
 
 from relay.config import validate
 from relay.health import Health
-from relay.keys import Keys
 from relay.poller import Poller
-from relay.redis_client import create_redis
+from relay.redis.client import create_redis
+from relay.redis.keys import Keys
 from relay.simulator import Faults, SimOptions, World, running_simulator
 
 if TYPE_CHECKING:

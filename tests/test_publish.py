@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from relay.errors import FencedError
-from relay.keys import Keys
 from relay.publish import Batch, Publisher
+from relay.redis.keys import Keys
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis

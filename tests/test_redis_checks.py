@@ -12,7 +12,7 @@ from structlog.testing import capture_logs
 
 from relay.health import Health
 from relay.metrics import REGISTRY
-from relay.redis_checks import EVICTION, PERSISTENCE, WATCH_LOOP, check_redis, watch_redis
+from relay.redis.checks import EVICTION, PERSISTENCE, WATCH_LOOP, check_redis, watch_redis
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from relay.health import Health
-from relay.keys import Keys
+from relay.redis.keys import Keys
 from relay.simulator import SimOptions, World, running_simulator
 from relay.translate.consumer import Translator
 from relay.translate.store import seed_snapshots

@@ -15,8 +15,8 @@ import time
 from typing import TYPE_CHECKING, Any, cast
 
 from relay.config import Config, load_config
-from relay.keys import Keys
 from relay.messages import CURSOR_LOST, EventMessage, encode, normalize
+from relay.redis.keys import Keys
 from relay.translate.ids import legacy_id
 from relay.translate.rules import (
     LEGACY_RECORD_TYPES,

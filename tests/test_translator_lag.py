@@ -8,9 +8,9 @@ import redis.asyncio as aioredis
 
 from relay.config import validate
 from relay.health import Health
-from relay.keys import Keys
 from relay.metrics import REGISTRY
 from relay.ops.status import StatusSource
+from relay.redis.keys import Keys
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -14,13 +14,12 @@ import pytest
 
 from relay.config import validate
 from relay.health import Health
-from relay.keys import Keys
 from relay.ops.server import build_app
 from relay.ops.status import StatusSource
+from relay.readmodel.writer import ReadModelWriter, put_op
+from relay.redis.keys import Keys, ReadModelKeys
 from relay.simulator import SimOptions, World, running_simulator
 from relay.v2api.data import PATHS, RELATIONS, URL_OF
-from relay.v2api.keys import ReadModelKeys
-from relay.v2api.readmodel import ReadModelWriter, put_op
 from relay.v2api.server import add_routes
 from relay.v2api.sync import ORDER, run_sync, translate_record
 from tests.swagger import errors

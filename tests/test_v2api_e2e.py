@@ -20,8 +20,8 @@ import msgspec
 import pytest
 
 from relay.health import Health
-from relay.keys import Keys
 from relay.poller import Poller
+from relay.redis.keys import Keys
 from relay.simulator import SimOptions, World, running_simulator
 from relay.translate.consumer import Translator
 from relay.translate.rules import LEGACY_RECORD_TYPES

@@ -13,13 +13,13 @@ import pytest
 
 from relay.config import validate
 from relay.health import Health
-from relay.keys import Keys
 from relay.ops.server import build_app
 from relay.ops.status import StatusSource
+from relay.readmodel.entry_ids import legacy_id_of, stream_id
+from relay.readmodel.writer import ReadModelWriter, event_op
+from relay.redis.keys import Keys, ReadModelKeys
 from relay.translate.ids import legacy_id
 from relay.translate.rules import LegacyOut, encode_legacy_event
-from relay.v2api.keys import ReadModelKeys, legacy_id_of, stream_id
-from relay.v2api.readmodel import ReadModelWriter, event_op
 from relay.v2api.server import add_routes
 
 if TYPE_CHECKING:

@@ -11,13 +11,13 @@ import pytest
 from relay.config import validate
 from relay.errors import ConfigError
 from relay.health import Health
-from relay.keys import Keys
 from relay.ops.server import build_app
 from relay.ops.status import StatusSource
-from relay.redis_client import create_redis
+from relay.readmodel.writer import ReadModelWriter, event_op
+from relay.redis.client import create_redis
+from relay.redis.keys import Keys
 from relay.translate.rules import LegacyOut, encode_legacy_event
 from relay.v2api.context import V2_KEY, Limiter
-from relay.v2api.readmodel import ReadModelWriter, event_op
 from relay.v2api.server import add_routes
 from tests.test_poller import wait_for
 from tests.test_v2api_events import CREATED, DISTRICT, EVENTS, KEY, PREFIX, SCHOOL_A, lid

@@ -21,9 +21,9 @@ import pytest
 
 from relay.demo import DEMO_DISTRICTS, DEMO_HISTORY
 from relay.health import Health
-from relay.keys import Keys
 from relay.ops.server import build_app
 from relay.ops.status import StatusSource
+from relay.redis.keys import Keys
 from relay.simulator import SimOptions, World, running_simulator
 from relay.v2api.server import add_routes
 from relay.v2api.sync import run_sync

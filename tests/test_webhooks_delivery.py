@@ -10,9 +10,9 @@ import aiohttp
 import redis.asyncio as aioredis
 
 from relay.health import Health
-from relay.keys import Keys
 from relay.metrics import REGISTRY
-from relay.redis_client import create_redis
+from relay.redis.client import create_redis
+from relay.redis.keys import Keys
 from relay.translate.ids import legacy_id
 from relay.webhooks import admin
 from relay.webhooks.delivery import WebhookDelivery

@@ -10,8 +10,8 @@ import redis.asyncio as aioredis
 
 from relay.config import validate
 from relay.health import Health
-from relay.keys import Keys
-from relay.redis_client import create_redis
+from relay.redis.client import create_redis
+from relay.redis.keys import Keys
 from relay.webhooks.delivery import WebhookDelivery
 from tests.webhook_support import Feed, Receiver, endpoint, eventually, running
 

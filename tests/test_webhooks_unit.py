@@ -8,7 +8,7 @@ import pytest
 
 from relay.config import WebhookEndpoint
 from relay.errors import SignatureError
-from relay.keys import Keys
+from relay.redis.keys import Keys
 from relay.webhooks.ingest import Entry, merge
 from relay.webhooks.matcher import Matcher, Source
 from relay.webhooks.retries import Decision, after_failure

@@ -15,8 +15,8 @@ import aiohttp
 from relay import logs
 from relay.config import load_config
 from relay.health import Health
-from relay.keys import Keys
-from relay.redis_client import create_redis
+from relay.redis.client import create_redis
+from relay.redis.keys import Keys
 from relay.webhooks.delivery import WebhookDelivery
 
 

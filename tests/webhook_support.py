@@ -18,8 +18,8 @@ from aiohttp import web
 
 from relay.config import Config, validate
 from relay.health import Health
-from relay.keys import Keys
-from relay.redis_client import create_redis
+from relay.redis.client import create_redis
+from relay.redis.keys import Keys
 from relay.webhooks.delivery import WebhookDelivery
 from tests.redis_server import free_port
 

@@ -14,10 +14,9 @@ import msgspec
 
 from relay import deadletters
 from relay.errors import UnknownSource
-from relay.keys import Keys
 from relay.logs import scrub
+from relay.redis.keys import Keys
 from relay.webhooks import admin
-from relay.webhooks.keys import EndpointKeys
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -62,7 +61,7 @@ async def count(redis: aioredis.Redis, cfg: Config, source: str) -> int:
     endpoint = _endpoint(cfg, source)
     if endpoint is None:
         return await deadletters.count(redis, cfg.redis.prefix)
-    return int(await redis.xlen(EndpointKeys(Keys(cfg.redis.prefix).prefix, endpoint).deadletter))
+    return int(await redis.xlen(Keys(cfg.redis.prefix).webhook(endpoint).deadletter))
 
 
 async def page(

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from relay.district_leases import lease_holder
-from relay.keys import Keys
+from relay.redis.keys import Keys
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis

@@ -14,9 +14,8 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from redis.exceptions import ResponseError
 
-from relay.keys import Keys
-from relay.redis_checks import read_persistence, read_policy
-from relay.webhooks.keys import EndpointKeys
+from relay.redis.checks import read_persistence, read_policy
+from relay.redis.keys import Keys
 from relay.webhooks.stats import public_url
 
 if TYPE_CHECKING:
@@ -172,7 +171,7 @@ async def endpoints(redis: aioredis.Redis, cfg: Config) -> list[EndpointRow]:
 
 
 async def _endpoint(redis: aioredis.Redis, cfg: Config, name: str, url: str) -> EndpointRow:
-    keys = EndpointKeys(cfg.redis.prefix, name)
+    keys = Keys(cfg.redis.prefix).webhook(name)
     due: list[Any] = await redis.zrange(keys.due, 0, -1)
     pipe = redis.pipeline(transaction=False)
     # Pipeline methods queue and return the pipeline; the replies come from execute().

@@ -19,8 +19,8 @@ from relay.config import District
 from relay.errors import RelayError
 from relay.fleet.registry import describe, discovered_districts
 from relay.fleet.tokens import TokensClient
-from relay.keys import Keys
-from relay.redis_client import create_redis
+from relay.redis.client import create_redis
+from relay.redis.keys import Keys
 
 if TYPE_CHECKING:
     from relay.config import Config

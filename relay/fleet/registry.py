@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from redis.commands.core import AsyncScript
 
     from relay.config import Config
-    from relay.keys import Keys
+    from relay.redis.keys import Keys
 
 SEEN_CHUNK = 500
 """Districts per phase-script call: bounds how long one call holds Redis."""

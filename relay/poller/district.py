@@ -50,9 +50,9 @@ if TYPE_CHECKING:
     from relay.config import Config, District
     from relay.fleet.onboarding import Onboarding
     from relay.health import Health
-    from relay.keys import Keys
     from relay.messages import EventsPage
     from relay.publish import Batch, Publisher
+    from relay.redis.keys import Keys
 
 log = get_logger("poller")
 T = TypeVar("T")

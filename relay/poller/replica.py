@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from relay.fleet.discovery import Fleet
     from relay.fleet.onboarding import Onboarding
     from relay.health import Health
-    from relay.keys import Keys
+    from relay.redis.keys import Keys
 
 
 class Poller:

@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from relay import crosswalk
 from relay.logs import get_logger
 from relay.messages import CONTROL_PREFIX, EventMessage
+from relay.readmodel import crosswalk
+from relay.readmodel.writer import event_op
 from relay.translate.ids import legacy_ids, parse_stream_id, stream_time, time_ms
 from relay.translate.rules import (
     TeacherLookupNeeded,
@@ -33,10 +34,9 @@ from relay.translate.rules import (
     translate,
 )
 from relay.translate.store import BatchWrite
-from relay.v2api.readmodel import event_op
 
 if TYPE_CHECKING:
-    from relay.keys import Keys
+    from relay.redis.keys import Keys
     from relay.translate import v3
     from relay.translate.group import Entry
     from relay.translate.lookup import TeacherLookup
@@ -179,7 +179,7 @@ class BatchTranslator:
     ) -> None:
         self.keys = keys
         self.idmap_retention_s = idmap_retention_s
-        """How long deleted ID-crosswalk mappings stay resolvable (:mod:`relay.crosswalk`)."""
+        """How long deleted crosswalk mappings stay resolvable (``relay.readmodel.crosswalk``)."""
         self.read_model = read_model
         """Also keep the v2 read model (docs/v2-api.md) in the same write as the legacy events."""
         self.store = store

@@ -1,7 +1,7 @@
 """The translator: reads ``<p>:events`` with a consumer group, writes the legacy streams.
 
-One process at a time is *active*: it holds the lease (:mod:`relay.lease`) and reads
-the group; the others are *standby* and take over when the lease lapses. That keeps every
+One process at a time is *active*: it holds the lease (:mod:`relay.redis.single_active_lease`)
+and reads the group; the others are *standby* and take over when the lease lapses. That keeps every
 district's events in order without per-district coordination (docs/architecture-translator.md
 explains the choice and how to scale past one active translator).
 
@@ -40,7 +40,6 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from relay.backoff import Backoff, sleep_or_stop
-from relay.lease import Lease
 from relay.logs import get_logger
 from relay.metrics import (
     DEAD_LETTERED,
@@ -51,6 +50,7 @@ from relay.metrics import (
     TRANSLATOR_LAG,
     TRANSLATOR_PENDING,
 )
+from relay.redis.single_active_lease import SingleActiveLease
 from relay.throttle import Throttle
 from relay.translate.batch import BatchTranslator, Outcome, Prepared
 from relay.translate.group import NEW, PENDING, Fenced, GroupReader, group_lag, is_nogroup
@@ -64,7 +64,7 @@ if TYPE_CHECKING:
 
     from relay.config import Config
     from relay.health import Health
-    from relay.keys import Keys
+    from relay.redis.keys import Keys
 
 log = get_logger("translator")
 
@@ -95,7 +95,7 @@ class Translator:
         self.cfg = cfg
         self.health = health
         self.consumer = consumer_name or f"{socket.gethostname()}-{os.getpid()}"
-        self.lease = Lease(
+        self.lease = SingleActiveLease(
             redis, key=keys.translator_lease, owner=self.consumer, ttl_s=legacy.lease_ttl_s
         )
         self.reader = GroupReader(

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError, WatchError
 
-from relay.redis_client import is_cluster
+from relay.redis.client import is_cluster
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis

@@ -25,9 +25,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from relay.crosswalk import LUA as CROSSWALK_LUA
-from relay.redis_client import is_cluster
-from relay.v2api.readmodel import LUA_FUNCTIONS
+from relay.readmodel.crosswalk import LUA as CROSSWALK_LUA
+from relay.readmodel.writer import LUA_FUNCTIONS
+from relay.redis.client import is_cluster
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from redis.asyncio.client import Pipeline
     from redis.asyncio.connection import AbstractConnection
 
-    from relay.keys import Keys
+    from relay.redis.keys import Keys
 
 FENCED = -1
 """What :meth:`Store.commit` returns when the lease is no longer ours."""
@@ -56,12 +56,12 @@ FENCED = -1
 #     'D' k field                          HDEL KEYS[k] field
 #     'L' reason detail district source data   XADD <p>:deadletter (this source entry)
 #     'V' <12 fields>                       the v2 read model's write of one legacy event
-#                                          (relay.v2api.readmodel.event_op; rm_apply); its
+#                                          (relay.readmodel.writer.event_op; rm_apply); its
 #                                          event JSON is the preceding X's, by index
 #                                          (BatchWrite.read_model)
 #     'C' n cmd k arg1 .. arg(n-2)         redis.call(cmd, KEYS[k], arg1, ..): any other write
 #     'M' k3 k2 kx uid entry del now keep  the ID crosswalk's update of one user
-#                                          (relay.crosswalk: xw_apply)
+#                                          (relay.readmodel.crosswalk: xw_apply)
 #
 # Ops of an entry at or below the stored position are skipped (effectively once); every entry
 # is acknowledged. To add a write, prefer 'C' (BatchWrite.command); add a dedicated op only if
@@ -123,7 +123,7 @@ while i <= n do
         redis.call(ops[i + 2], KEYS[ops[i + 3]], unpack(ops, i + 4, i + 1 + nargs))
       end
       i = i + 2 + nargs
-    -- begin ID crosswalk (relay.crosswalk)
+    -- begin ID crosswalk (relay.readmodel.crosswalk)
     elseif op == 'M' then
       if fresh then
         xw_apply(KEYS[ops[i + 1]], KEYS[ops[i + 2]], KEYS[ops[i + 3]],
@@ -215,11 +215,6 @@ async def seed_snapshots(
     await client.eval(_SEED, 1, key, *args)
 
 
-def teachers_key(keys: Keys, district: str) -> str:
-    """Hash of teacher v3 user id → v2 legacy id for one district."""
-    return f"{keys.prefix}:teachers:{district}"
-
-
 Arg = str | int | msgspec.Raw | list[int]
 """One element of the packed op list: text, a count or key index, a :func:`blob`, or a
 ``[first, last]`` position pair (a read-model object inside its event JSON)."""
@@ -300,7 +295,7 @@ class BatchWrite:
 
     def put_teacher(self, district: str, user_id: str, legacy_id: str) -> None:
         """Remember a teacher's legacy id."""
-        self._op("H", self.key(teachers_key(self.keys, district)), user_id, legacy_id)
+        self._op("H", self.key(self.keys.teachers(district)), user_id, legacy_id)
 
     def dead_letter(
         self, *, reason: str, detail: str, district: str, source: str, data: bytes
@@ -311,11 +306,11 @@ class BatchWrite:
     def read_model(self, op: list[bytes | str | int]) -> None:
         """The v2 read model's write of one legacy event of the current entry (docs/v2-api.md).
 
-        ``op`` comes from :func:`relay.v2api.readmodel.event_op`; it runs in the same script as
+        ``op`` comes from :func:`relay.readmodel.writer.event_op`; it runs in the same script as
         the legacy XADD, fenced and skipped on replay like the rest, so the read model is
         exactly as fresh as the legacy streams. When its event JSON is the one of the legacy
         XADD just added, the event JSON and the object inside it travel once: the operation
-        points at them (see :data:`relay.v2api.readmodel.LUA_FUNCTIONS`).
+        points at them (see :data:`relay.readmodel.writer.LUA_FUNCTIONS`).
         """
         parts: list[Arg | bytes] = list(op)
         last, data, obj = self._last_data, op[DATA_AT], op[OBJECT_AT]
@@ -345,7 +340,7 @@ class BatchWrite:
         now: int,
         keep: int,
     ) -> None:
-        """The ID crosswalk's update of one user (op ``M``; :func:`relay.crosswalk.record`)."""
+        """The crosswalk update of one user (op ``M``; ``relay.readmodel.crosswalk.record``)."""
         k3, k2, kx = (self.key(name) for name in keys)
         self._op("M", k3, k2, kx, uid, entry, "1" if deleted else "0", now, keep)
 
@@ -384,7 +379,7 @@ class Store:
 
     async def teachers(self, wanted: dict[str, list[str]]) -> dict[tuple[str, str], str]:
         """Known teacher legacy ids of the given user ids per district (misses left out)."""
-        found = await self._hmget(wanted, lambda district: teachers_key(self.keys, district))
+        found = await self._hmget(wanted, self.keys.teachers)
         return {key: value.decode() for key, value in found.items() if isinstance(value, bytes)}
 
     async def _hmget(
@@ -409,7 +404,7 @@ class Store:
         """Cache Data API look-up results (facts from Clever, so no fencing needed)."""
         if found:
             await self.redis.hset(
-                teachers_key(self.keys, district), items=[x for kv in found.items() for x in kv]
+                self.keys.teachers(district), items=[x for kv in found.items() for x in kv]
             )
 
     async def commit(self, batch: BatchWrite, lease_value: bytes) -> int:

@@ -2,6 +2,6 @@
 
 Data flow: ``clever-relay sync`` (:mod:`relay.v2api.sync`) fills the read model from Clever's v3
 Data API; the translator keeps it current with the same writes, in the same Lua call as the
-legacy events (:mod:`relay.v2api.readmodel`); :mod:`relay.v2api.server` answers v2 requests from
+legacy events (:mod:`relay.readmodel.writer`); :mod:`relay.v2api.server` answers v2 requests from
 it. See ``docs/v2-api.md``.
 """

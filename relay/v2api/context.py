@@ -15,7 +15,7 @@ from aiohttp import web
 
 from relay.errors import PageError
 from relay.logs import get_logger
-from relay.v2api.keys import ReadModelKeys
+from relay.redis.keys import Keys, ReadModelKeys
 from relay.v2api.paging import error_response
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ class V2Context:
 
     def keys(self, district: str) -> ReadModelKeys:
         """The read-model keys of ``district``."""
-        return ReadModelKeys(self.prefix, district)
+        return Keys(self.prefix).read_model(district)
 
 
 V2_KEY = web.AppKey("v2api", V2Context)

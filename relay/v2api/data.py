@@ -35,8 +35,8 @@ from relay.v2api.paging import (
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from relay.redis.keys import ReadModelKeys
     from relay.v2api.context import V2Context
-    from relay.v2api.keys import ReadModelKeys
 
 PATHS: dict[str, str] = {
     "students": "students",

@@ -1,7 +1,7 @@
 """``GET /v2.0/events``, ``/v2.1/events`` and ``/v2.1/events/{id}`` from the district's index.
 
 Without filters a page is one ``XRANGE`` on ``<base>:events`` (entry ids mirror legacy ids, see
-:func:`relay.v2api.keys.stream_id`). ``record_type`` merges the per-type index streams,
+:func:`relay.redis.keys.stream_id`). ``record_type`` merges the per-type index streams,
 ``school`` reads that school's index stream, and both merge the school's per-type index
 streams (each read at most ``limit`` entries, in one pipeline); then the events' JSON comes
 from ``<base>:events`` by entry id. No request reads more than a page's worth per index, so
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from relay.config import ALL_RECORD_TYPES
 from relay.errors import PageError
-from relay.v2api.keys import stream_id
+from relay.readmodel.entry_ids import stream_id
 from relay.v2api.paging import (
     LAST,
     Page,
@@ -30,8 +30,8 @@ if TYPE_CHECKING:
     import redis.asyncio as aioredis
     from aiohttp import web
 
+    from relay.redis.keys import ReadModelKeys
     from relay.v2api.context import V2Context
-    from relay.v2api.keys import ReadModelKeys
     from relay.v2api.pages import Joined
 
 RECORD_TYPES: tuple[str, ...] = ALL_RECORD_TYPES

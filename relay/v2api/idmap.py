@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from aiohttp import web
 
-from relay.crosswalk import CrosswalkReader
+from relay.readmodel.crosswalk import CrosswalkReader
 from relay.v2api.context import guarded
 from relay.v2api.paging import error_response
 
@@ -21,9 +21,8 @@ if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
     from relay.config import Config
-    from relay.keys import Keys
+    from relay.redis.keys import Keys, ReadModelKeys
     from relay.v2api.context import V2Context
-    from relay.v2api.keys import ReadModelKeys
 
 READER_KEY = web.AppKey("idmap_reader", CrosswalkReader)
 

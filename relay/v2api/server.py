@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from relay.config import Config
-    from relay.keys import Keys
+    from relay.redis.keys import Keys
 
 
 def add_routes(app: web.Application, *, cfg: Config, redis: aioredis.Redis, keys: Keys) -> None:

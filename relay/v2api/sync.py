@@ -24,18 +24,17 @@ import aiohttp
 import msgspec
 
 from relay.clever.client import call_with_retries
-from relay.crosswalk import CrosswalkWriter
 from relay.errors import ConfigError, PageTooLarge, RelayError, UntranslatableError
-from relay.keys import Keys
 from relay.logs import get_logger
-from relay.redis_client import create_redis
+from relay.readmodel.crosswalk import CrosswalkWriter
+from relay.readmodel.writer import Arg, ReadModelWriter, put_op, remove_op
+from relay.redis.client import create_redis
+from relay.redis.keys import Keys
 from relay.translate import v2, v3
 from relay.translate.ids import time_ms
 from relay.translate.mapping import RECORD_MAPPERS, role_objects, section_teacher_refs
-from relay.translate.store import seed_snapshots, teachers_key
+from relay.translate.store import seed_snapshots
 from relay.v2api.dataclient import DataClient
-from relay.v2api.keys import ReadModelKeys
-from relay.v2api.readmodel import Arg, ReadModelWriter, put_op, remove_op
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -116,7 +115,7 @@ class DistrictSync:
         self.client = client
         self.district = district
         self.keys = Keys(cfg.redis.prefix)
-        self.rk = ReadModelKeys(cfg.redis.prefix, district)
+        self.rk = self.keys.read_model(district)
         self.writer = ReadModelWriter(redis, maxlen=cfg.redis.legacy_maxlen)
         self.crosswalk = CrosswalkWriter(
             redis, self.keys, keep_s=cfg.v2api.idmap_deleted_retention_s
@@ -179,7 +178,7 @@ class DistrictSync:
         if not refs:
             return {}
         wanted = sorted(refs)
-        values: Any = await self.redis.hmget(teachers_key(self.keys, self.district), wanted)
+        values: Any = await self.redis.hmget(self.keys.teachers(self.district), wanted)
         return {uid: v.decode() for uid, v in zip(wanted, values, strict=True) if v is not None}
 
     async def _write_page(
@@ -244,7 +243,7 @@ class DistrictSync:
                 _ = pipe.zadd(self.rk.sync_seen(rt), dict.fromkeys(ids, 0))
             if learned:
                 _ = pipe.hset(
-                    teachers_key(self.keys, self.district),
+                    self.keys.teachers(self.district),
                     items=[x for kv in learned.items() for x in kv],
                 )
             after = (next_params or {}).get("starting_after")

@@ -32,8 +32,8 @@ from relay.v2api.data import PATHS, RELATIONS
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    from relay.redis.keys import ReadModelKeys
     from relay.v2api.context import V2Context
-    from relay.v2api.keys import ReadModelKeys
 
     Handler = Callable[[web.Request, V2Context, ReadModelKeys], Awaitable[web.Response]]
     Converter = Callable[[dict[str, Any]], dict[str, Any]]

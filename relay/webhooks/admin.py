@@ -18,9 +18,8 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from relay.errors import ConfigError
-from relay.keys import Keys
-from relay.redis_client import create_redis
-from relay.webhooks.keys import EndpointKeys
+from relay.redis.client import create_redis
+from relay.redis.keys import EndpointKeys, Keys
 from relay.webhooks.store import QueuedEvent, encode_event
 
 if TYPE_CHECKING:
@@ -99,7 +98,7 @@ def _endpoint_keys(cfg: Config, endpoint: str) -> EndpointKeys:
     """
     if endpoint not in {e.name for e in cfg.webhooks.endpoints}:
         raise ConfigError([f"--endpoint: no webhook endpoint named {endpoint!r} in the config"])
-    return EndpointKeys(Keys(cfg.redis.prefix).prefix, endpoint)
+    return Keys(cfg.redis.prefix).webhook(endpoint)
 
 
 def _dead_letter(entry_id: bytes, fields: dict[bytes, bytes]) -> DeadLetter:

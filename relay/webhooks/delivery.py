@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import RedisError
 
 from relay import logs
-from relay.lease import Lease
+from relay.redis.single_active_lease import SingleActiveLease
 from relay.webhooks.endpoint import EndpointWorker
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from relay.config import Config
     from relay.health import Health
-    from relay.keys import Keys
+    from relay.redis.keys import Keys
 
 log = logs.get_logger("webhooks")
 
@@ -58,9 +58,9 @@ class WebhookDelivery:
         ]
         self.stats_interval_s = stats_interval_s
         self.health = health
-        self.lease = Lease(
+        self.lease = SingleActiveLease(
             redis,
-            key=f"{keys.prefix}:webhooks:lease",
+            key=keys.webhooks_lease,
             owner=cfg.relay.instance or socket.gethostname(),
             ttl_s=cfg.relay.lease_ttl_s,
         )

@@ -20,7 +20,6 @@ import msgspec
 from relay import logs
 from relay.webhooks import metrics
 from relay.webhooks.ingest import merge, parse_reply, select
-from relay.webhooks.keys import EndpointKeys
 from relay.webhooks.matcher import Matcher
 from relay.webhooks.retries import after_failure
 from relay.webhooks.sender import Outcome, Sender
@@ -33,7 +32,7 @@ if TYPE_CHECKING:
 
     from relay.config import Config, WebhookEndpoint
     from relay.health import Health
-    from relay.keys import Keys
+    from relay.redis.keys import Keys
 
 log = logs.get_logger("webhooks")
 
@@ -92,7 +91,7 @@ class EndpointWorker:
         self.name = endpoint.name
         self.redis = redis
         self.health = health
-        self.keys = EndpointKeys(keys.prefix, endpoint.name)
+        self.keys = keys.webhook(endpoint.name)
         self.store = EndpointStore(
             redis=redis, keys=self.keys, deadletter_maxlen=cfg.redis.deadletter_maxlen
         )

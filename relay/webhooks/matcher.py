@@ -19,7 +19,7 @@ from relay.config import ALL_RECORD_TYPES
 
 if TYPE_CHECKING:
     from relay.config import WebhookEndpoint
-    from relay.keys import Keys
+    from relay.redis.keys import Keys
 
 V3_PREFIX = "v3:"
 CONTROL_RECORD_TYPE = "relay"

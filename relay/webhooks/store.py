@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import redis.asyncio as aioredis
     from redis.commands.core import AsyncScript
 
-    from relay.webhooks.keys import EndpointKeys
+    from relay.redis.keys import EndpointKeys
 
 
 class QueuedEvent(msgspec.Struct, frozen=True, array_like=True):

@@ -4,7 +4,7 @@ Vendors moving off v2 re-key their own records: their database holds v2 ids (a t
 is ``roles.teacher.legacy_id`` in v3; a student's is the user id), and the v3 user id is new.
 The translator already knows every user's role ids, so it keeps the map in the same atomic
 write as its user snapshots (op ``M`` of the batch script, :data:`LUA`), and ``sync`` fills it
-in the same MULTI as the page it writes. Keys (``relay.keys.Keys``):
+in the same MULTI as the page it writes. Keys (``relay.redis.keys.Keys``):
 
 - ``<p>:idmap:<district>:v3``: hash v3 user id → ``{"roles": {role: v2 id}}``;
 - ``<p>:idmap:<district>:v2``: hash v2 id → ``{"v3_user_id": ..., "role": ...}``;
@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
@@ -32,8 +32,7 @@ if TYPE_CHECKING:
 
     import redis.asyncio as aioredis
 
-    from relay.keys import Keys
-    from relay.translate.store import BatchWrite
+    from relay.redis.keys import Keys
 
 DEFAULT_RETENTION_S = 90 * 86400.0
 """How long a deleted mapping stays resolvable unless configured otherwise (90 days)."""
@@ -117,7 +116,7 @@ class CrosswalkKeys:
 
     @classmethod
     def of(cls, keys: Keys, district: str) -> CrosswalkKeys:
-        """Built from ``relay.keys.Keys`` (one place names every key), once per district."""
+        """Built from ``relay.redis.keys.Keys`` (one place names every key), once per district."""
         return _keys_of(keys, district)
 
 
@@ -162,8 +161,27 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+class CrosswalkOps(Protocol):
+    """Where :func:`record` adds its op: the translator's batch write (its ``crosswalk`` op).
+
+    A protocol, so this module does not import the translator that pastes its Lua.
+    """
+
+    def crosswalk(
+        self,
+        keys: tuple[str, str, str],
+        *,
+        uid: str,
+        entry: str,
+        deleted: bool,
+        now: int,
+        keep: int,
+    ) -> None:
+        """Add one user's crosswalk update (op ``M``) to the batch."""
+
+
 def record(
-    write: BatchWrite, keys: Keys, district: str, user: v3.User, *, deleted: bool, keep_s: float
+    write: CrosswalkOps, keys: Keys, district: str, user: v3.User, *, deleted: bool, keep_s: float
 ) -> None:
     """Add one user's crosswalk update to the translator's batch (op ``M``)."""
     k = CrosswalkKeys.of(keys, district)

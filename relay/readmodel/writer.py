@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from relay.v2api.keys import ReadModelKeys, stream_id
+from relay.readmodel.entry_ids import stream_id
+from relay.redis.keys import Keys
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -201,7 +202,7 @@ def references(record_type: str, obj: bytes) -> tuple[str, str, str]:
 @lru_cache(maxsize=4096)
 def _base(prefix: str, district: str) -> str:
     """A district's key base, built once per district (the translator asks per event)."""
-    return ReadModelKeys(prefix, district).base
+    return Keys(prefix).read_model(district).base
 
 
 def event_op(

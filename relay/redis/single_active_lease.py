@@ -18,6 +18,8 @@ import secrets
 import time
 from typing import TYPE_CHECKING
 
+from relay.redis.keys import fence
+
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
@@ -40,12 +42,7 @@ return redis.call('DEL', KEYS[1])
 """
 
 
-def fence_key(lease_key: str) -> str:
-    """The counter that numbers acquisitions of ``lease_key``."""
-    return f"{lease_key}:fence"
-
-
-class Lease:
+class SingleActiveLease:
     """A fenced, renewable Redis lease held by at most one process at a time."""
 
     def __init__(self, redis: aioredis.Redis, *, key: str, owner: str, ttl_s: float) -> None:
@@ -77,7 +74,7 @@ class Lease:
     async def acquire(self) -> bool:
         """Take the lease if nobody holds it; returns whether this process now holds it."""
         value = await self._acquire(
-            keys=[self.key, fence_key(self.key)], args=[self.owner, self.ttl_ms]
+            keys=[self.key, fence(self.key)], args=[self.owner, self.ttl_ms]
         )
         if value is None:
             return False
