@@ -88,7 +88,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_cursor(args: argparse.Namespace) -> int:
     """Show or set stored cursors."""
-    from relay.cursors import set_cursor, show_cursors
+    from relay.poller.cursor_admin import set_cursor, show_cursors
 
     cfg = _config(args)
     if args.cursor_command == "show":
@@ -103,7 +103,7 @@ def cmd_cursor(args: argparse.Namespace) -> int:
 def cmd_sync(args: argparse.Namespace) -> int:
     """Fill the v2 read model from Clever's Data API (initial or repair sync)."""
     from relay import logs
-    from relay.v2api.sync import run_sync
+    from relay.readmodel.sync import run_sync
 
     cfg = _config(args)
     logs.configure(level=cfg.log.level, fmt=cfg.log.format)

@@ -7,7 +7,7 @@ failure (issue 8). Each district is polled only by the replica holding its lease
 ``<p>:lease:<district>:fence``, incremented on every acquisition, so a value is never reused.
 
 Fencing (Kleppmann, "How to do distributed locking"): holding a lease is only a belief. The
-publish script (:mod:`relay.publish`) compares the stored lease value with the poller's inside
+publish script (:mod:`.poller.publish`) compares the stored lease value with the poller's inside
 the same Lua call that writes events and cursor, so a paused or partitioned ex-holder whose
 lease was taken over can never write.
 

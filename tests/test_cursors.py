@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from relay.config import validate
-from relay.cursors import set_cursor, show_cursors
 from relay.errors import ConfigError
+from relay.poller.cursor_admin import set_cursor, show_cursors
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis

@@ -24,7 +24,7 @@ from relay.errors import CleverError, ConfigError
 from relay.messages import decode_page
 from relay.poller.batches import iter_batches, page_end_cursor
 from relay.redis.client import create_redis
-from relay.v2api.data import PATHS, RELATIONS
+from relay.v2api.records import PATHS, RELATIONS
 from tests.test_v2api_events import EVENTS, KEY
 from tests.test_v2api_hostile import make_client, write
 

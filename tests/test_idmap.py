@@ -19,6 +19,7 @@ from relay.messages import EventMessage, encode
 from relay.ops.server import build_app
 from relay.ops.status import StatusSource
 from relay.readmodel.crosswalk import CrosswalkReader
+from relay.readmodel.sync import run_sync
 from relay.redis.keys import Keys
 from relay.simulator import SimOptions, World, running_simulator
 from relay.translate.batch import BatchTranslator
@@ -26,7 +27,6 @@ from relay.translate.group import Entry
 from relay.translate.lookup import TeacherLookup
 from relay.translate.store import BatchWrite, Store
 from relay.v2api.server import add_routes
-from relay.v2api.sync import run_sync
 from tests.swagger import SPEC_DIR
 from tests.test_cli import run_cli
 

@@ -15,7 +15,7 @@ from relay.district_leases import LeaseRunner, LeaseTable, fair_share, lease_hol
 from relay.errors import LeaseLostError
 from relay.health import Health
 from relay.ops.status import StatusSource
-from relay.publish import Batch, Publisher
+from relay.poller.publish import Batch, Publisher
 from relay.redis.keys import Keys
 from tests.test_poller import wait_for
 

@@ -10,7 +10,7 @@ from relay.config import validate
 from relay.health import Health
 from relay.poller.cursor_lost import check_quiet_cursor
 from relay.poller.district import DistrictPoller
-from relay.publish import Publisher
+from relay.poller.publish import Publisher
 from relay.redis.keys import Keys
 from relay.simulator import SimOptions, running_simulator
 from tests.sim import DISTRICT, object_id, scenario, user_created

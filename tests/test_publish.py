@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from relay.errors import FencedError
-from relay.publish import Batch, Publisher
+from relay.poller.publish import Batch, Publisher
 from relay.redis.keys import Keys
 
 if TYPE_CHECKING:

@@ -16,12 +16,12 @@ from relay.config import validate
 from relay.health import Health
 from relay.ops.server import build_app
 from relay.ops.status import StatusSource
+from relay.readmodel.sync import ORDER, run_sync, translate_record
 from relay.readmodel.writer import ReadModelWriter, put_op
 from relay.redis.keys import Keys, ReadModelKeys
 from relay.simulator import SimOptions, World, running_simulator
-from relay.v2api.data import PATHS, RELATIONS, URL_OF
+from relay.v2api.records import PATHS, RELATIONS, URL_OF
 from relay.v2api.server import add_routes
-from relay.v2api.sync import ORDER, run_sync, translate_record
 from tests.swagger import errors
 
 if TYPE_CHECKING:

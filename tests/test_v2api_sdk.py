@@ -23,10 +23,10 @@ from relay.demo import DEMO_DISTRICTS, DEMO_HISTORY
 from relay.health import Health
 from relay.ops.server import build_app
 from relay.ops.status import StatusSource
+from relay.readmodel.sync import run_sync
 from relay.redis.keys import Keys
 from relay.simulator import SimOptions, World, running_simulator
 from relay.v2api.server import add_routes
-from relay.v2api.sync import run_sync
 from relay.v2api.v20 import convert
 from tests.clever_sdk import Unreachable, sdk_path
 from tests.swagger import errors

@@ -17,13 +17,13 @@ from relay.config import validate
 from relay.health import Health
 from relay.ops.server import build_app
 from relay.ops.status import StatusSource
+from relay.readmodel.sync import run_sync
 from relay.readmodel.writer import ReadModelWriter, event_op
 from relay.redis.keys import Keys
 from relay.simulator import SimOptions, World, running_simulator
 from relay.translate.rules import LegacyOut, encode_legacy_event
-from relay.v2api.data import PATHS, RELATIONS, URL_OF
+from relay.v2api.records import PATHS, RELATIONS, URL_OF
 from relay.v2api.server import add_routes
-from relay.v2api.sync import run_sync
 from relay.v2api.v20 import FIELDS, convert, convert_event
 from tests.swagger import errors, load_spec
 from tests.test_v2api import DEFINITIONS, Served, expected_model, make_cfg, v2_key

@@ -6,7 +6,7 @@ safe to repeat after a SIGKILL at any instant:
 
 1. A returning district whose events expired (``old_cursor`` in its fleet hash) first drops its
    old cursor, through the fenced compare-and-set publish.
-2. The Data API sync of :mod:`relay.v2api.sync` (its public entry, ``DistrictSync.run``): it
+2. The Data API sync of :mod:`relay.readmodel.sync` (its public entry, ``DistrictSync.run``): it
    records E0 before reading anything, writes each page with its progress (resumable), seeds the
    translator's teacher ids (and whatever else the sync seeds) and the v2 read model, and at its
    end stores E0 as the cursor unless one is stored. A rerun after the sync finished starts a
@@ -25,12 +25,12 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING
 
+from relay.clever.dataclient import DataClient
 from relay.errors import CleverAuthError, Stopped
 from relay.fleet.registry import ONBOARDING, POLLING
 from relay.logs import get_logger
-from relay.publish import Batch
-from relay.v2api.dataclient import DataClient
-from relay.v2api.sync import DistrictSync
+from relay.poller.publish import Batch
+from relay.readmodel.sync import DistrictSync
 
 if TYPE_CHECKING:
     import aiohttp

@@ -9,10 +9,10 @@ A page's first chunk is small (:data:`FIRST_CHUNK_EVENTS`), the others :data:`LA
 after an idle interval the oldest events of every district are published (and reach the
 translator) a few dozen events in, instead of behind whole pages of other districts
 (docs/performance.md, "Latency"), while a large page still costs one script call per
-five hundred events (half the script's limit, :data:`relay.publish.CHUNK_EVENTS`: a smaller
+five hundred events (half the script's limit, :data:`relay.poller.publish.CHUNK_EVENTS`: a smaller
 chunk is less memory at once, for a few percent of throughput).
 
-Each batch is chained on the previous one's cursor and is atomic with it (:mod:`relay.publish`),
+Each batch is chained on the previous one's cursor and is atomic with it (:mod:`.publish`),
 so a crash between chunks loses and repeats nothing. Events that fail validation become dead
 letters and the cursor still moves past them.
 """
@@ -27,7 +27,7 @@ import msgspec
 from relay.errors import CleverError, InvalidEvent
 from relay.messages import EventMessage, encode, normalize
 from relay.metrics import DEAD_LETTERED, EVENTS_POLLED
-from relay.publish import CHUNK_EVENTS, Batch, is_event_id
+from relay.poller.publish import CHUNK_EVENTS, Batch, is_event_id
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

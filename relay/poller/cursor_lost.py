@@ -23,7 +23,7 @@ from relay.errors import CursorLostError
 from relay.logs import get_logger
 from relay.messages import CURSOR_LOST, ControlMessage, encode
 from relay.metrics import DISTRICT_UP, POLL_ERRORS
-from relay.publish import Batch, is_event_id
+from relay.poller.publish import Batch, is_event_id
 
 if TYPE_CHECKING:
     from relay.poller.district import DistrictPoller

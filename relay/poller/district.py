@@ -1,7 +1,7 @@
 """One district's poll loop: fetch a page after the cursor, publish it, repeat.
 
 Each page is normalized and published chunk by chunk (:mod:`relay.poller.batches`), each chunk
-atomic with its cursor (:mod:`relay.publish`); invalid events become dead letters, so nothing
+atomic with its cursor (:mod:`relay.poller.publish`); invalid events become dead letters, so nothing
 blocks and nothing is dropped silently. While a page is published, the next one is already being
 fetched (at most one page ahead, within the process's budget, :mod:`relay.poller.prefetch`):
 a page fetched ahead is just the HTTP body and its envelope, never normalized events. Districts
@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from relay.fleet.onboarding import Onboarding
     from relay.health import Health
     from relay.messages import EventsPage
-    from relay.publish import Batch, Publisher
+    from relay.poller.publish import Batch, Publisher
     from relay.redis.keys import Keys
 
 log = get_logger("poller")

@@ -1,7 +1,7 @@
 """The ``poller`` component: polls exactly the districts whose lease this replica holds.
 
 Every district gets a :class:`~relay.poller.district.DistrictPoller`, all sharing one
-:class:`~relay.publish.Publisher`; a :class:`~relay.district_leases.LeaseRunner` starts and
+:class:`~relay.poller.publish.Publisher`; a :class:`~relay.district_leases.LeaseRunner` starts and
 stops them as this replica gains and loses district leases, so N replicas share the districts
 (issue 8). The districts are the static ``[[clever.districts]]`` plus, with
 ``[clever.discovery]``, those read from Clever's token list (:mod:`relay.fleet.discovery`
@@ -20,7 +20,7 @@ from relay.district_leases import LeaseRunner, LeaseTable
 from relay.metrics import CURSOR_AGE, DISTRICT_LAG, DISTRICT_UP
 from relay.poller.district import DistrictPoller
 from relay.poller.prefetch import PrefetchBudget
-from relay.publish import Publisher
+from relay.poller.publish import Publisher
 
 if TYPE_CHECKING:
     import aiohttp

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from relay.logs import get_logger
-from relay.publish import Batch
+from relay.poller.publish import Batch
 
 if TYPE_CHECKING:
     from relay.poller.district import DistrictPoller

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
     from relay.v2api.auth import Authenticator
-    from relay.v2api.pages import PageScripts
+    from relay.v2api.page_scripts import PageScripts
 
 log = get_logger("v2api")
 

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from relay.redis.keys import ReadModelKeys
     from relay.v2api.context import V2Context
-    from relay.v2api.pages import Joined
+    from relay.v2api.page_scripts import Joined
 
 RECORD_TYPES: tuple[str, ...] = ALL_RECORD_TYPES
 """The ``record_type`` values v2 consumers may filter on: the legacy streams' record types."""

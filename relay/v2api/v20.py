@@ -27,7 +27,7 @@ import msgspec
 from aiohttp import web
 
 from relay.translate import v2
-from relay.v2api.data import PATHS, RELATIONS
+from relay.v2api.records import PATHS, RELATIONS
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from relay.errors import ConfigError
 from relay.fleet.registry import discovered_districts
-from relay.publish import is_event_id
+from relay.poller.publish import is_event_id
 from relay.redis.client import create_redis
 from relay.redis.keys import Keys
 

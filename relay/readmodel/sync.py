@@ -24,6 +24,7 @@ import aiohttp
 import msgspec
 
 from relay.clever.client import call_with_retries
+from relay.clever.dataclient import DataClient
 from relay.errors import ConfigError, PageTooLarge, RelayError, UntranslatableError
 from relay.logs import get_logger
 from relay.readmodel.crosswalk import CrosswalkWriter
@@ -34,7 +35,6 @@ from relay.translate import v2, v3
 from relay.translate.ids import time_ms
 from relay.translate.mapping import RECORD_MAPPERS, role_objects, section_teacher_refs
 from relay.translate.store import seed_snapshots
-from relay.v2api.dataclient import DataClient
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
