@@ -19,7 +19,7 @@ from relay.console.auth import COOKIE, SESSION_TTL_S, Session
 from relay.logs import get_logger
 
 if TYPE_CHECKING:
-    from relay.console import Console
+    from relay.console.state import Console
 
 log = get_logger("console")
 
