@@ -24,8 +24,8 @@ from relay.redis.keys import Keys
 from relay.simulator import SimOptions, World, running_simulator
 from relay.translate.batch import BatchTranslator
 from relay.translate.group import Entry
-from relay.translate.lookup import TeacherLookup
 from relay.translate.store import BatchWrite, Store
+from relay.translator.lookup import TeacherLookup
 from relay.v2api.server import add_routes
 from tests.swagger import SPEC_DIR
 from tests.test_cli import run_cli

@@ -20,8 +20,8 @@ from relay.metrics import REGISTRY
 from relay.translate.consumer import Translator
 from relay.translate.group import NEW, PENDING, Entry, Fenced, GroupReader
 from relay.translate.ids import legacy_id, stream_id_of
-from relay.translate.lookup import TeacherLookup
 from relay.translate.store import FENCED, BatchWrite, Store
+from relay.translator.lookup import TeacherLookup
 from tests.test_translator_helpers import (
     DISTRICT_A,
     DISTRICT_B,

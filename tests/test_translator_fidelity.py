@@ -15,7 +15,7 @@ from relay.errors import CleverNotFound
 from relay.health import Health
 from relay.metrics import REGISTRY
 from relay.translate.consumer import Translator
-from relay.translate.lookup import TeacherLookup
+from relay.translator.lookup import TeacherLookup
 from tests.test_translator_helpers import (
     DISTRICT_A,
     KEYS,

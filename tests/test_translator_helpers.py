@@ -281,8 +281,8 @@ async def teacher_ids_from_clever(
     """The teacher legacy id of every user a section names, asked of the simulator's Data API."""
     from relay.clever.client import CleverClient
     from relay.errors import CleverNotFound
-    from relay.translate.lookup import teacher_legacy_id
     from relay.translate.rules import section_teacher_user_ids
+    from relay.translator.lookup import teacher_legacy_id
 
     result: dict[str, dict[str, str]] = {}
     for _, msg in messages:

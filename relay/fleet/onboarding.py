@@ -31,6 +31,7 @@ from relay.fleet.registry import ONBOARDING, POLLING
 from relay.logs import get_logger
 from relay.poller.publish import Batch
 from relay.readmodel.sync import DistrictSync
+from relay.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     import aiohttp
@@ -154,9 +155,5 @@ class Onboarding:
                     await self.registry.set_progress(poller.id, dict(sync.counts))
             await task
         finally:
-            stopper.cancel()
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await cancel_and_wait([stopper, task], deadline_s=None)
         return dict(sync.counts)

@@ -42,7 +42,7 @@ class PrefetchBudget:
 
 
 @dataclass
-class Ahead(Generic[T]):
+class PendingFetch(Generic[T]):
     """A fetch running ahead: what it was fetched after, and the budget it holds."""
 
     cursor: str | None
@@ -56,7 +56,7 @@ class Prefetcher(Generic[T]):
     def __init__(self, budget: PrefetchBudget, name: str) -> None:
         self.budget = budget
         self.name = name
-        self._ahead: Ahead[T] | None = None
+        self._ahead: PendingFetch[T] | None = None
 
     def start(
         self, cursor: str | None, size_bytes: int, fetch: Callable[[], Coroutine[Any, Any, T]]
@@ -66,7 +66,7 @@ class Prefetcher(Generic[T]):
         if not self.budget.take(size_bytes):
             return False
         task = asyncio.create_task(fetch(), name=f"prefetch:{self.name}")
-        self._ahead = Ahead(cursor, task, size_bytes)
+        self._ahead = PendingFetch(cursor, task, size_bytes)
         return True
 
     def take(self, cursor: str | None) -> asyncio.Task[T] | None:

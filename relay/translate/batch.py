@@ -39,9 +39,9 @@ if TYPE_CHECKING:
     from relay.redis.keys import Keys
     from relay.translate import v3
     from relay.translate.group import Entry
-    from relay.translate.lookup import TeacherLookup
     from relay.translate.rules import LegacyOut
     from relay.translate.store import Store
+    from relay.translator.lookup import TeacherLookup
 
 log = get_logger("translator")
 

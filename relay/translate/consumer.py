@@ -55,8 +55,8 @@ from relay.throttle import Throttle
 from relay.translate.batch import BatchTranslator, Outcome, Prepared
 from relay.translate.group import NEW, PENDING, Fenced, GroupReader, group_lag, is_nogroup
 from relay.translate.ids import parse_stream_id
-from relay.translate.lookup import TeacherLookup
 from relay.translate.store import FENCED, Store
+from relay.translator.lookup import TeacherLookup
 
 if TYPE_CHECKING:
     import aiohttp

@@ -46,18 +46,18 @@ __all__ = [
 ]
 
 
-class Base(msgspec.Struct, frozen=True, omit_defaults=True):
+class V2Record(msgspec.Struct, frozen=True, omit_defaults=True):
     """Base of every v2 object: frozen, absent (``UNSET``) fields omitted on encode."""
 
 
-class AdminName(Base, frozen=True):
+class AdminName(V2Record, frozen=True):
     """An admin's name: v2 admins have no middle name."""
 
     first: str | UnsetType | None = UNSET
     last: str | UnsetType | None = UNSET
 
 
-class Student(Base, frozen=True):
+class Student(V2Record, frozen=True):
     """v2.1 ``Student``; ``id`` is the v3 user id (student ids never changed)."""
 
     id: str
@@ -84,7 +84,7 @@ class Student(Base, frozen=True):
     student_number: str | UnsetType | None = UNSET
 
 
-class Teacher(Base, frozen=True):
+class Teacher(V2Record, frozen=True):
     """v2.1 ``Teacher``; ``id`` is ``roles.teacher.legacy_id``."""
 
     id: str
@@ -103,7 +103,7 @@ class Teacher(Base, frozen=True):
     title: str | UnsetType | None = UNSET
 
 
-class SchoolAdmin(Base, frozen=True):
+class SchoolAdmin(V2Record, frozen=True):
     """v2.1 ``SchoolAdmin`` (v3 ``staff``); ``email`` is not nullable in v2."""
 
     id: str
@@ -118,7 +118,7 @@ class SchoolAdmin(Base, frozen=True):
     title: str | UnsetType | None = UNSET
 
 
-class DistrictAdmin(Base, frozen=True):
+class DistrictAdmin(V2Record, frozen=True):
     """v2.1 ``DistrictAdmin``; also the shape of a v2.1 district's ``district_contact``."""
 
     id: str | UnsetType = UNSET
@@ -128,7 +128,7 @@ class DistrictAdmin(Base, frozen=True):
     title: str | UnsetType | None = UNSET
 
 
-class Contact(Base, frozen=True):
+class Contact(V2Record, frozen=True):
     """v2.1 ``Contact``: one string ``name``, one ``type``/``relationship`` for all students."""
 
     id: str
@@ -148,7 +148,7 @@ class Contact(Base, frozen=True):
 # Clever adds to a v3 record never leaks into v2 output (tests compare both with the specs).
 
 
-class Section(Base, frozen=True):
+class Section(V2Record, frozen=True):
     """v2.1 ``Section``; ``teacher``/``teachers`` hold teacher *legacy* ids."""
 
     id: str | UnsetType = UNSET
@@ -170,7 +170,7 @@ class Section(Base, frozen=True):
     term_id: str | UnsetType | None = UNSET
 
 
-class School(Base, frozen=True):
+class School(V2Record, frozen=True):
     """v2.1 ``School``."""
 
     id: str | UnsetType = UNSET
@@ -191,7 +191,7 @@ class School(Base, frozen=True):
     state_id: str | UnsetType | None = UNSET
 
 
-class District(Base, frozen=True):
+class District(V2Record, frozen=True):
     """v2.1 ``District``: ``district_contact`` is a ``DistrictAdmin``, ``launch_date`` datetime."""
 
     id: str | UnsetType = UNSET
@@ -210,7 +210,7 @@ class District(Base, frozen=True):
     state: DistrictState | UnsetType | None = UNSET
 
 
-class Course(Base, frozen=True):
+class Course(V2Record, frozen=True):
     """v2.1 ``Course``."""
 
     id: str | UnsetType = UNSET
@@ -219,7 +219,7 @@ class Course(Base, frozen=True):
     number: str | UnsetType | None = UNSET
 
 
-class Term(Base, frozen=True):
+class Term(V2Record, frozen=True):
     """v2.1 ``Term``."""
 
     id: str | UnsetType = UNSET

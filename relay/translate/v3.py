@@ -50,14 +50,14 @@ Ext = dict[str, Any]
 """District extension fields: free-form, passed through."""
 
 
-class Base(msgspec.Struct, frozen=True, omit_defaults=True):
+class V3Record(msgspec.Struct, frozen=True, omit_defaults=True):
     """Base of every record Struct: frozen, and ``UNSET`` (absent) fields stay absent on encode."""
 
 
 # -- value types shared by both versions ------------------------------------------------------
 
 
-class Name(Base, frozen=True):
+class Name(V3Record, frozen=True):
     """A person's name; identical in v2.1 and v3.0."""
 
     first: str | UnsetType | None = UNSET
@@ -65,7 +65,7 @@ class Name(Base, frozen=True):
     last: str | UnsetType | None = UNSET
 
 
-class Location(Base, frozen=True):
+class Location(V3Record, frozen=True):
     """A postal location; identical in v2.1 and v3.0."""
 
     address: str | UnsetType | None = UNSET
@@ -76,13 +76,13 @@ class Location(Base, frozen=True):
     lon: str | UnsetType | None = UNSET
 
 
-class Credentials(Base, frozen=True):
+class Credentials(V3Record, frozen=True):
     """Login credentials; identical in v2.1 and v3.0."""
 
     district_username: str | UnsetType = UNSET
 
 
-class SchoolEnrollment(Base, frozen=True):
+class SchoolEnrollment(V3Record, frozen=True):
     """A student's enrollment in one school; identical in v2.1 and v3.0."""
 
     school: str | UnsetType = UNSET
@@ -90,7 +90,7 @@ class SchoolEnrollment(Base, frozen=True):
     end_date: str | UnsetType = UNSET
 
 
-class Principal(Base, frozen=True):
+class Principal(V3Record, frozen=True):
     """A school's principal; identical in v2.1 and v3.0."""
 
     name: str | UnsetType | None = UNSET
@@ -100,7 +100,7 @@ class Principal(Base, frozen=True):
 # -- user roles -------------------------------------------------------------------------------
 
 
-class StudentRole(Base, frozen=True):
+class StudentRole(V3Record, frozen=True):
     """``roles.student``: everything a v2 student has except the user-level fields."""
 
     legacy_id: str | UnsetType = UNSET
@@ -124,7 +124,7 @@ class StudentRole(Base, frozen=True):
     student_number: str | UnsetType | None = UNSET
 
 
-class TeacherRole(Base, frozen=True):
+class TeacherRole(V3Record, frozen=True):
     """``roles.teacher``; ``legacy_id`` is the v2 teacher id."""
 
     legacy_id: str | UnsetType = UNSET
@@ -142,7 +142,7 @@ class TeacherRole(Base, frozen=True):
     title: str | UnsetType | None = UNSET
 
 
-class StaffRole(Base, frozen=True):
+class StaffRole(V3Record, frozen=True):
     """``roles.staff`` (v2's school admin); ``legacy_id`` is the v2 school-admin id."""
 
     legacy_id: str | UnsetType = UNSET
@@ -155,7 +155,7 @@ class StaffRole(Base, frozen=True):
     title: str | UnsetType | None = UNSET
 
 
-class StudentRelationship(Base, frozen=True):
+class StudentRelationship(V3Record, frozen=True):
     """One ``(student, type, relationship)`` triple of a contact."""
 
     student: str | UnsetType = UNSET
@@ -163,7 +163,7 @@ class StudentRelationship(Base, frozen=True):
     relationship: Relationship | UnsetType | None = UNSET
 
 
-class ContactRole(Base, frozen=True):
+class ContactRole(V3Record, frozen=True):
     """``roles.contact``; ``legacy_id`` is the v2 contact id (absent in the demo district)."""
 
     legacy_id: str | UnsetType = UNSET
@@ -173,14 +173,14 @@ class ContactRole(Base, frozen=True):
     student_relationships: list[StudentRelationship] | UnsetType = UNSET
 
 
-class DistrictAdminRole(Base, frozen=True):
+class DistrictAdminRole(V3Record, frozen=True):
     """``roles.district_admin``; ``legacy_id`` is the v2 district-admin id."""
 
     legacy_id: str | UnsetType = UNSET
     title: str | UnsetType | None = UNSET
 
 
-class Roles(Base, frozen=True):
+class Roles(V3Record, frozen=True):
     """A user's roles; a role is present when its key holds an object (null means absent)."""
 
     student: StudentRole | UnsetType | None = UNSET
@@ -190,7 +190,7 @@ class Roles(Base, frozen=True):
     district_admin: DistrictAdminRole | UnsetType | None = UNSET
 
 
-class User(Base, frozen=True):
+class User(V3Record, frozen=True):
     """A v3 multi-role user (``users.*`` events)."""
 
     id: str
@@ -207,7 +207,7 @@ class User(Base, frozen=True):
 # into the same type; the mapping insists on ``id`` for the record itself.
 
 
-class Section(Base, frozen=True):
+class Section(V3Record, frozen=True):
     """A v3 section; ``teacher``/``teachers`` hold v3 *user* ids (v2 wants teacher legacy ids)."""
 
     id: str | UnsetType = UNSET
@@ -229,7 +229,7 @@ class Section(Base, frozen=True):
     term_id: str | UnsetType | None = UNSET
 
 
-class School(Base, frozen=True):
+class School(V3Record, frozen=True):
     """A v3 school (same fields as v2.1)."""
 
     id: str | UnsetType = UNSET
@@ -250,7 +250,7 @@ class School(Base, frozen=True):
     state_id: str | UnsetType | None = UNSET
 
 
-class DistrictContact(Base, frozen=True):
+class DistrictContact(V3Record, frozen=True):
     """A district's contact person (v3); v2.1 models it as a ``DistrictAdmin``."""
 
     id: str | UnsetType = UNSET
@@ -260,7 +260,7 @@ class DistrictContact(Base, frozen=True):
     title: str | UnsetType = UNSET
 
 
-class District(Base, frozen=True):
+class District(V3Record, frozen=True):
     """A v3 district; ``launch_date`` is a date here and a datetime in v2.1."""
 
     id: str | UnsetType = UNSET
@@ -280,7 +280,7 @@ class District(Base, frozen=True):
     state: DistrictState | UnsetType | None = UNSET
 
 
-class Course(Base, frozen=True):
+class Course(V3Record, frozen=True):
     """A v3 course (same fields as v2.1)."""
 
     id: str | UnsetType = UNSET
@@ -289,7 +289,7 @@ class Course(Base, frozen=True):
     number: str | UnsetType | None = UNSET
 
 
-class Term(Base, frozen=True):
+class Term(V3Record, frozen=True):
     """A v3 term (same fields as v2.1)."""
 
     id: str | UnsetType = UNSET

@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 
 from relay import logs
 from relay.redis.single_active_lease import SingleActiveLease
+from relay.tasks import cancel_and_wait
 from relay.webhooks.endpoint import EndpointWorker
 
 if TYPE_CHECKING:
@@ -95,9 +96,7 @@ class WebhookDelivery:
         try:
             await self._deliver(inner)
         finally:
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
+            await cancel_and_wait([keeper], deadline_s=None)
             with contextlib.suppress(RedisError):
                 await self.lease.release()
 

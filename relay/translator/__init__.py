@@ -1,0 +1,4 @@
+"""The translator component: the events stream in, the legacy streams out.
+
+See docs/architecture-translator.md.
+"""
