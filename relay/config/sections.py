@@ -1,67 +1,34 @@
-"""Configuration: one TOML file decoded into msgspec Structs (docs/configuration.md).
+"""The config's sections: one msgspec Struct per TOML table (docs/configuration.md).
 
-Every problem is reported at once, one ``key: message`` line each, because an operator fixing
-a config file one error per deploy is a bad afternoon. msgspec stops at the first error, so
-:func:`validate` walks the Struct tree itself, checking each value against its field's type,
-and only then decodes the whole tree. Unknown keys are errors: a typo must not pass silently.
-
-Environment variables ``RELAY__<SECTION>__<KEY>`` override file values (``RELAY__REDIS__URL``);
-a list of tables is addressed by index (``RELAY__CLEVER__DISTRICTS__0__TOKEN_ENV``). Values are
-read as TOML values when they parse as one (``500``, ``true``, ``["a"]``), else as strings.
+The plain list of settings, with their defaults and what each means; secrets are resolved through
+:mod:`relay.config.credentials`. Checks that span fields are in :mod:`relay.config.checks`.
 """
 
 from __future__ import annotations
 
-import os
-import tomllib
-from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
 
-from relay.config_rules import (
-    WHSEC_BYTES,
-    check_semantics,
-    check_tree,
-    is_whsec,
-    read_secret,
-    whsec_length,
+from relay.config.credentials import WHSEC_BYTES, is_whsec, read_secret, whsec_length
+from relay.config.values import (
+    ALL_RECORD_TYPES,
+    ApiVersion,
+    ComponentName,
+    NonEmpty,
+    PositiveSeconds,
+    RecordType,
+    Section,
 )
 from relay.errors import ConfigError
 from relay.logs import register_secret
 
-ENV_PREFIX = "RELAY__"
-CONFIG_ENV = "RELAY_CONFIG"
 
-Component = Literal["poller", "translator", "http", "v2api", "webhooks"]
-RecordType = Literal[
-    "students",
-    "teachers",
-    "contacts",
-    "districtadmins",
-    "schooladmins",
-    "sections",
-    "schools",
-    "districts",
-    "courses",
-    "terms",
-]
-ALL_RECORD_TYPES: tuple[RecordType, ...] = get_args(RecordType)
-
-ApiVersion = Literal["v3.0", "v3.1"]
-PositiveSeconds = Annotated[float, Meta(gt=0)]
-NonEmpty = Annotated[str, Meta(min_length=1)]
-
-
-class Base(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    """Config sections reject unknown keys and are immutable once loaded."""
-
-
-class RelaySection(Base, frozen=True):
+class RelaySection(Section, frozen=True):
     """``[relay]``: which components run and how the process stops."""
 
-    components: list[Component] = msgspec.field(
+    components: list[ComponentName] = msgspec.field(
         default_factory=lambda: ["poller", "translator", "http"]
     )
     shutdown_grace_s: PositiveSeconds = 20.0
@@ -71,7 +38,7 @@ class RelaySection(Base, frozen=True):
     """Lifetime of a district's polling lease; a dead replica's districts move after about this."""
 
 
-class District(Base, frozen=True):
+class District(Section, frozen=True):
     """One ``[[clever.districts]]`` entry: a district and where its token comes from."""
 
     id: NonEmpty
@@ -101,7 +68,7 @@ class District(Base, frozen=True):
         )
 
 
-class Discovery(Base, frozen=True):
+class Discovery(Section, frozen=True):
     """``[clever.discovery]``: districts read from Clever's OAuth tokens list (docs/fleet.md)."""
 
     client_id: str | None = None
@@ -148,7 +115,7 @@ class Discovery(Base, frozen=True):
         return client_id, secret
 
 
-class CleverSection(Base, frozen=True):
+class CleverSection(Section, frozen=True):
     """``[clever]``: where Clever is and how to poll it."""
 
     base_url: str = "https://api.clever.com"
@@ -169,7 +136,7 @@ class CleverSection(Base, frozen=True):
     """Absent: static districts only."""
 
 
-class RedisSection(Base, frozen=True):
+class RedisSection(Section, frozen=True):
     """``[redis]``: the Redis the streams live in."""
 
     url: str = "redis://127.0.0.1:6379/0"
@@ -190,7 +157,7 @@ class RedisSection(Base, frozen=True):
     """How long a command waits for a free connection of its pool before failing."""
 
 
-class LegacySection(Base, frozen=True):
+class LegacySection(Section, frozen=True):
     """``[legacy]``: the translator's output topics and consumer group."""
 
     record_types: list[RecordType] = msgspec.field(default_factory=lambda: list(ALL_RECORD_TYPES))
@@ -203,7 +170,7 @@ class LegacySection(Base, frozen=True):
     """The single active translator renews this lease; a standby takes over after it lapses."""
 
 
-class HttpSection(Base, frozen=True):
+class HttpSection(Section, frozen=True):
     """``[http]``: the ops server."""
 
     host: str = "0.0.0.0"  # noqa: S104 - a container's server must listen on all interfaces
@@ -233,14 +200,14 @@ class HttpSection(Base, frozen=True):
         )
 
 
-class LogSection(Base, frozen=True):
+class LogSection(Section, frozen=True):
     """``[log]``: level and format of the JSON log lines."""
 
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "console"] = "json"
 
 
-class V2Client(Base, frozen=True):
+class V2Client(Section, frozen=True):
     """One ``[[v2api.clients]]`` entry: a relay-issued key for one district (docs/v2-api.md)."""
 
     name: NonEmpty
@@ -268,7 +235,7 @@ class V2Client(Base, frozen=True):
         )
 
 
-class V2ApiSection(Base, frozen=True):
+class V2ApiSection(Section, frozen=True):
     """``[v2api]``: the v2-compatible HTTP API served on the ops port."""
 
     clients: list[V2Client] = msgspec.field(default_factory=list)
@@ -284,7 +251,7 @@ class V2ApiSection(Base, frozen=True):
     """The ``Retry-After`` seconds of that 503."""
 
 
-class WebhookEndpoint(Base, frozen=True):
+class WebhookEndpoint(Section, frozen=True):
     """One ``[[webhooks.endpoints]]`` entry (docs/webhooks.md)."""
 
     name: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]+$")]
@@ -336,13 +303,13 @@ class WebhookEndpoint(Base, frozen=True):
         return secrets
 
 
-class WebhooksSection(Base, frozen=True):
+class WebhooksSection(Section, frozen=True):
     """``[webhooks]``: push delivery of legacy and v3 events to HTTP endpoints."""
 
     endpoints: list[WebhookEndpoint] = msgspec.field(default_factory=list)
 
 
-class Config(Base, frozen=True):
+class Config(Section, frozen=True):
     """The whole configuration file."""
 
     relay: RelaySection = msgspec.field(default_factory=RelaySection)
@@ -353,111 +320,3 @@ class Config(Base, frozen=True):
     log: LogSection = msgspec.field(default_factory=LogSection)
     webhooks: WebhooksSection = msgspec.field(default_factory=WebhooksSection)
     v2api: V2ApiSection = msgspec.field(default_factory=V2ApiSection)
-
-
-def load_config(
-    path: str | Path | None,
-    *,
-    defaults: dict[str, Any] | None = None,
-    environ: dict[str, str] | None = None,
-) -> Config:
-    """Read, override from the environment, and validate a config.
-
-    Args:
-        path: the TOML file; ``None`` uses only ``defaults`` (the demo's built-in config).
-        defaults: a config tree to start from instead of a file.
-        environ: the environment to read overrides from (``os.environ`` when omitted).
-
-    Raises:
-        ConfigError: with one line per problem.
-    """
-    data: dict[str, Any] = dict(defaults or {})
-    if path is not None:
-        data = _read_toml(Path(path))
-    data = apply_env_overrides(data, os.environ if environ is None else environ)
-    return validate(data)
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError([f"{path}: no such file"]) from None
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{path}: invalid TOML: {exc}"]) from None
-
-
-def apply_env_overrides(
-    data: dict[str, Any], environ: dict[str, str] | os._Environ[str]
-) -> dict[str, Any]:
-    """Return ``data`` with every ``RELAY__SECTION__KEY`` variable applied.
-
-    Raises:
-        ConfigError: a variable that cannot address a key (an empty part, a key inside a
-            value that is not a table, an array entry not given by index), one line each:
-            an override that would be dropped silently is as bad as a typo in the file.
-    """
-    problems: list[str] = []
-    for name, raw in sorted(environ.items()):
-        if not name.startswith(ENV_PREFIX):
-            continue
-        path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
-        problem = _set_path(data, path, _parse_env_value(raw)) if all(path) else "empty key part"
-        if problem is not None:
-            problems.append(f"{name}: {problem}")
-    if problems:
-        raise ConfigError(problems)
-    return data
-
-
-def _parse_env_value(raw: str) -> Any:
-    try:
-        return tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        return raw
-
-
-def _set_path(node: Any, path: list[str], value: Any) -> str | None:
-    """Set ``value`` at ``path``; the reason when the path cannot exist, else ``None``."""
-    for i, part in enumerate(path):
-        last = i == len(path) - 1
-        where = ".".join(path[:i]) or "config"
-        if isinstance(node, list):
-            if not part.isdigit():
-                return f"{where} is an array of tables: address an entry by index"
-            index = int(part)
-            while len(node) <= index:
-                node.append({})
-        elif not isinstance(node, dict):
-            return f"{where} is not a table"
-        if last:
-            node[int(part) if isinstance(node, list) else part] = value
-        elif isinstance(node, list):
-            node = node[int(part)]
-        else:
-            node = node.setdefault(part, [] if path[i + 1].isdigit() else {})
-    return None
-
-
-def validate(data: dict[str, Any]) -> Config:
-    """Check every key of ``data`` and return the decoded :class:`Config`.
-
-    Raises:
-        ConfigError: listing every problem found, not just the first.
-    """
-    problems: list[str] = []
-    check_tree(Config, data, "", problems)
-    if not problems:
-        problems.extend(check_semantics(msgspec.convert(data, Config)))
-    if problems:
-        raise ConfigError(problems)
-    return msgspec.convert(data, Config)
-
-
-def resolve_config_path(arg: str | None) -> str | None:
-    """``--config`` wins, else ``RELAY_CONFIG``; ``None`` when neither is given."""
-    return arg or os.environ.get(CONFIG_ENV) or None
