@@ -108,7 +108,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     cfg = _config(args)
     logs.configure(level=cfg.log.level, fmt=cfg.log.format)
     if args.district is not None:  # a discovered district: its token comes from Clever's list
-        from relay.fleet.admin import discovered_as_static
+        from relay.poller.fleet.admin import discovered_as_static
 
         cfg = asyncio.run(discovered_as_static(cfg, args.district))
     code: int = asyncio.run(run_sync(cfg, args.district, progress=sys.stdout.isatty()))
@@ -129,7 +129,7 @@ def cmd_idmap(args: argparse.Namespace) -> int:
 
 def cmd_districts(args: argparse.Namespace) -> int:
     """Print every district with its source, phase, cursor, lag and onboarding progress."""
-    from relay.fleet.admin import COLUMNS, district_rows
+    from relay.poller.fleet.admin import COLUMNS, district_rows
 
     rows = asyncio.run(district_rows(_config(args)))
     print("\t".join(COLUMNS))

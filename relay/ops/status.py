@@ -24,8 +24,8 @@ from redis.exceptions import RedisError, ResponseError
 
 from relay import __version__
 from relay.district_leases import lease_holder
-from relay.fleet.registry import describe, discovered_districts
 from relay.metrics import DISTRICT_LAG, REGISTRY, TRANSLATOR_LAG, TRANSLATOR_PENDING
+from relay.poller.fleet.registry import describe, discovered_districts
 from relay.redis.keys import Keys
 from relay.translate.group import group_lag
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from relay.errors import ConfigError
-from relay.fleet.registry import discovered_districts
+from relay.poller.fleet.registry import discovered_districts
 from relay.poller.publish import is_event_id
 from relay.redis.client import create_redis
 from relay.redis.keys import Keys

@@ -19,6 +19,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
 from redis.exceptions import RedisError
@@ -39,7 +40,8 @@ from relay.metrics import CURSOR_AGE, DISTRICT_LAG, DISTRICT_UP, EVENTS_PUBLISHE
 from relay.poller.batches import iter_batches, page_end_cursor
 from relay.poller.cursor_lost import check_quiet_cursor, report_cursor_lost
 from relay.poller.prefetch import PrefetchBudget, Prefetcher
-from relay.poller.start import sync_cursor
+from relay.poller.publish import Batch
+from relay.poller.start import start_position
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -48,10 +50,10 @@ if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
     from relay.config import Config, District
-    from relay.fleet.onboarding import Onboarding
     from relay.health import Health
     from relay.messages import EventsPage
-    from relay.poller.publish import Batch, Publisher
+    from relay.poller.fleet.onboarding import Onboarding
+    from relay.poller.publish import Publisher
     from relay.redis.keys import Keys
 
 log = get_logger("poller")
@@ -191,7 +193,7 @@ class DistrictPoller:
             self.health.tick(self.name)
             try:
                 if not self._synced:
-                    await sync_cursor(self)
+                    await self._sync_cursor()
                     self._synced = True
                 await self._step()
             except (Stopped, LeaseLostError) as exc:
@@ -288,6 +290,29 @@ class DistrictPoller:
             return _Page(fetched.page, fetched.size_bytes, end_cursor, requested_at)
 
         return await self.retrying(once)
+
+    async def _sync_cursor(self) -> None:
+        """Load the stored cursor; with none stored, settle and store the start position.
+
+        Raises:
+            redis.exceptions.RedisError, FencedError: the loop resyncs and calls this again.
+        """
+        if self.onboarding is not None and await self.onboarding.prepare(self):
+            return
+        position = await start_position(
+            district=self.id,
+            start=self.start,
+            publisher=self.publisher,
+            latest=partial(self.retrying, self.client.latest_event_id),
+        )
+        if not position.store:
+            self.cursor = position.cursor
+            return
+        self.cursor = None
+        await self.publish(Batch(expected=None, new_cursor=position.cursor))
+        log.info(
+            "start_position_stored", district=self.id, start=self.start, cursor=position.cursor
+        )
 
     async def retrying(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Call ``fn`` (a Clever request) until it succeeds, keeping health and /status current.

@@ -4,7 +4,7 @@ Every district gets a :class:`~relay.poller.district.DistrictPoller`, all sharin
 :class:`~relay.poller.publish.Publisher`; a :class:`~relay.district_leases.LeaseRunner` starts and
 stops them as this replica gains and loses district leases, so N replicas share the districts
 (issue 8). The districts are the static ``[[clever.districts]]`` plus, with
-``[clever.discovery]``, those read from Clever's token list (:mod:`relay.fleet.discovery`
+``[clever.discovery]``, those read from Clever's token list (:mod:`relay.poller.fleet.discovery`
 adds, re-tokens and removes them here at run time; docs/fleet.md).
 """
 
@@ -27,9 +27,9 @@ if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
     from relay.config import Config
-    from relay.fleet.discovery import Fleet
-    from relay.fleet.onboarding import Onboarding
     from relay.health import Health
+    from relay.poller.fleet.discovery import Fleet
+    from relay.poller.fleet.onboarding import Onboarding
     from relay.redis.keys import Keys
 
 
@@ -75,7 +75,7 @@ class Poller:
         self.leases = LeaseRunner(table=table, work=dict(self.by_id), health=health)
         self.fleet: Fleet | None = None
         if cfg.clever.discovery is not None:
-            from relay.fleet.discovery import Fleet
+            from relay.poller.fleet.discovery import Fleet
 
             self.fleet = Fleet(cfg=cfg, poller=self, redis=redis, session=session, health=health)
 

@@ -5,41 +5,58 @@ district with no stored cursor uses ``start``: ``earliest`` (no cursor: the feed
 ``latest`` (the newest event id now) or an explicit event id. A settled start is stored at once,
 through the same fenced compare-and-set publish as events, so a crash before the first event
 does not move ``latest`` forward on restart. A discovered district that is still onboarding
-first runs its sync (:mod:`relay.fleet.onboarding`), which settles the cursor itself.
+first runs its sync (:mod:`relay.poller.fleet.onboarding`), which settles the cursor itself.
+
+:func:`start_position` decides, from the stored cursor and the district's ``start``; the poller
+applies the decision (it owns its cursor and its fenced publish).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from relay.logs import get_logger
-from relay.poller.publish import Batch
 
 if TYPE_CHECKING:
-    from relay.poller.district import DistrictPoller
+    from collections.abc import Awaitable, Callable
+
+    from relay.poller.publish import Publisher
 
 log = get_logger("poller")
 
 
-async def sync_cursor(poller: DistrictPoller) -> None:
-    """Load ``poller``'s stored cursor; with none stored, settle and store its start position.
+@dataclass(frozen=True, slots=True)
+class StartPosition:
+    """Where a district's polling starts."""
+
+    cursor: str | None
+    """The event id to poll after (None: the feed's beginning, or an empty feed)."""
+    store: bool
+    """True when ``cursor`` is a settled start not stored yet: store it before polling."""
+
+
+async def start_position(
+    *,
+    district: str,
+    start: str,
+    publisher: Publisher,
+    latest: Callable[[], Awaitable[str | None]],
+) -> StartPosition:
+    """The stored cursor of ``district``; with none stored, the position ``start`` settles to.
+
+    ``latest`` asks Clever for the feed's newest event id (with the poller's retries).
 
     Raises:
-        redis.exceptions.RedisError, FencedError: the loop resyncs and calls this again.
+        redis.exceptions.RedisError: the loop resyncs and calls this again.
     """
-    if poller.onboarding is not None and await poller.onboarding.prepare(poller):
-        return
-    stored = await poller.publisher.read_cursor(poller.id)
-    if stored is not None or poller.start == "earliest":
-        poller.cursor = stored
-        return
-    target: str | None = poller.start
+    stored = await publisher.read_cursor(district)
+    if stored is not None or start == "earliest":
+        return StartPosition(stored, store=False)
+    target: str | None = start
     if target == "latest":
-        target = await poller.retrying(poller.client.latest_event_id)
+        target = await latest()
         if target is None:
-            log.info("start_feed_empty", district=poller.id)
-            poller.cursor = None
-            return
-    poller.cursor = None
-    await poller.publish(Batch(expected=None, new_cursor=target))
-    log.info("start_position_stored", district=poller.id, start=poller.start, cursor=target)
+            log.info("start_feed_empty", district=district)
+            return StartPosition(None, store=False)
+    return StartPosition(target, store=True)

@@ -3,13 +3,13 @@
 Every replica reads the list itself (every ``interval_s``, and at once when a district's token
 is refused, at most once per ``reread_min_s``, 30 s by default), so tokens live only in process
 memory, never in Redis. What must be agreed on is decided in Redis by the fleet scripts
-(:mod:`relay.fleet.registry`): a district's phase, and the control entries, which exactly one
+(:mod:`relay.poller.fleet.registry`): a district's phase, and the control entries, which exactly one
 replica appends. Which replica polls a discovered district is decided by the district leases,
 exactly as for static ones.
 
 - **New or returning district**: added to this replica's poller; its fleet phase (new:
   ``onboarding`` with ``onboard = "sync"``, else ``polling``) tells its poll loop whether to
-  onboard first (:mod:`relay.fleet.onboarding`).
+  onboard first (:mod:`relay.poller.fleet.onboarding`).
 - **New token** for a known district: used from the next request on.
 - **Absent from two consecutive reads**: removed here (loop stopped, lease released) and, by
   whichever replica gets there first, marked ``removed`` with one ``relay.district_removed``.
@@ -20,26 +20,28 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from redis.exceptions import RedisError
 
 from relay.backoff import Backoff, sleep_or_stop
 from relay.errors import CleverError, ConfigError, DiscoveryAuthError
-from relay.fleet.onboarding import Onboarding
-from relay.fleet.registry import ONBOARDING, POLLING, REMOVED, Registry
-from relay.fleet.tokens import DistrictToken, TokensClient
 from relay.logs import get_logger, register_secret
 from relay.metrics import FLEET_DISTRICTS
 from relay.poller.cursor_lost import RETENTION_S
+from relay.poller.fleet.onboarding import Onboarding
+from relay.poller.fleet.registry import ONBOARDING, POLLING, REMOVED, Registry
+from relay.poller.fleet.tokens import DistrictToken, TokensClient
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     import aiohttp
     import redis.asyncio as aioredis
 
     from relay.config import Config
     from relay.health import Health
-    from relay.poller.replica import Poller
+    from relay.redis.keys import Keys
 
 log = get_logger("fleet")
 
@@ -48,6 +50,46 @@ ABSENT_READS = 2
 RESUME_WITHIN_S = RETENTION_S - 86400
 """A district back within this of its removal resumes from its cursor, else is onboarded again
 (a day's margin: the events after its cursor must still be within Clever's retention)."""
+
+
+class PolledDistrict(Protocol):
+    """What discovery reads and changes of one district's poller (its token)."""
+
+    @property
+    def token(self) -> str:
+        """The token in use."""
+
+    def set_token(self, token: str) -> None:
+        """Use a rotated token from the next request on."""
+
+
+class FleetPoller(Protocol):
+    """What discovery changes: this replica's poller (:class:`relay.poller.Poller`).
+
+    A protocol, so discovery does not import the poller that runs it.
+    """
+
+    @property
+    def keys(self) -> Keys:
+        """The relay's key names."""
+
+    @property
+    def by_id(self) -> Mapping[str, PolledDistrict]:
+        """The districts configured here, by id."""
+
+    def add_discovered(
+        self, district_id: str, token: str, *, start: str, onboarding: Onboarding
+    ) -> object:
+        """Add a discovered district (its lease is taken after :meth:`commit`)."""
+
+    def remove(self, district_id: str) -> None:
+        """Stop and forget a district."""
+
+    def commit(self) -> None:
+        """Apply the additions and removals to the district leases."""
+
+    def status(self) -> Mapping[str, Mapping[str, object]]:
+        """Per district: its ``/status`` record."""
 
 
 class Fleet:
@@ -59,7 +101,7 @@ class Fleet:
         self,
         *,
         cfg: Config,
-        poller: Poller,
+        poller: FleetPoller,
         redis: aioredis.Redis,
         session: aiohttp.ClientSession,
         health: Health,

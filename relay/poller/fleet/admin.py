@@ -17,8 +17,8 @@ import msgspec
 
 from relay.config import District
 from relay.errors import RelayError
-from relay.fleet.registry import describe, discovered_districts
-from relay.fleet.tokens import TokensClient
+from relay.poller.fleet.registry import describe, discovered_districts
+from relay.poller.fleet.tokens import TokensClient
 from relay.redis.client import create_redis
 from relay.redis.keys import Keys
 

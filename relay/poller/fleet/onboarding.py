@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from relay.clever.dataclient import DataClient
 from relay.errors import CleverAuthError, Stopped
-from relay.fleet.registry import ONBOARDING, POLLING
 from relay.logs import get_logger
+from relay.poller.fleet.registry import ONBOARDING, POLLING
 from relay.poller.publish import Batch
 from relay.readmodel.sync import DistrictSync
 from relay.tasks import cancel_and_wait
@@ -37,14 +37,43 @@ if TYPE_CHECKING:
     import aiohttp
     import redis.asyncio as aioredis
 
+    from relay.clever.client import CleverClient
     from relay.config import Config
-    from relay.fleet.registry import Registry
-    from relay.poller.district import DistrictPoller
+    from relay.health import Health
+    from relay.poller.fleet.registry import Registry
+    from relay.poller.publish import Publisher
 
 log = get_logger("fleet")
 
 PROGRESS_EVERY_S = 2.0
 """How often a running sync's counts are copied to Redis for ``districts list``."""
+
+
+class OnboardingDistrict(Protocol):
+    """What onboarding reads and sets of a district's poller (:class:`relay.poller.DistrictPoller`).
+
+    A protocol, so onboarding does not import the poller that runs it.
+    """
+
+    id: str
+    name: str
+    token: str
+    phase: str
+    state: str
+    cursor: str | None
+    lease: str | None
+    health: Health
+    publisher: Publisher
+    client: CleverClient
+
+    async def publish(self, batch: Batch) -> None:
+        """Publish ``batch`` fenced by the district's lease (sets ``cursor``)."""
+
+    def stopping(self) -> bool:
+        """Whether the poller's run has been asked to stop."""
+
+    async def stop_requested(self) -> None:
+        """Return once the poller's run is asked to stop."""
 
 
 class Onboarding:
@@ -67,7 +96,7 @@ class Onboarding:
         self.progress: dict[str, dict[str, int]] = {}
         """District id → v2 objects written so far by its running sync."""
 
-    async def prepare(self, poller: DistrictPoller) -> bool:
+    async def prepare(self, poller: OnboardingDistrict) -> bool:
         """Onboard ``poller``'s district if its phase says so; True when it did (cursor set).
 
         Raises:
@@ -100,7 +129,7 @@ class Onboarding:
         log.info("district_onboarded", district=poller.id, cursor=cursor, counts=counts)
         return True
 
-    async def _wait_for_slot(self, poller: DistrictPoller) -> None:
+    async def _wait_for_slot(self, poller: OnboardingDistrict) -> None:
         """Take an onboarding slot, ticking the district's health while waiting (a long queue
         of new districts is not a stuck loop) and giving up when the poller is stopped.
 
@@ -118,7 +147,7 @@ class Onboarding:
                 continue
             return
 
-    async def _sync(self, poller: DistrictPoller) -> dict[str, int]:
+    async def _sync(self, poller: OnboardingDistrict) -> dict[str, int]:
         """Run the district's Data API sync until done, or until the poller is stopped."""
         c = self.cfg.clever
         client = DataClient(
@@ -139,7 +168,7 @@ class Onboarding:
                 poller.client.mark_refused()
             raise
 
-    async def _watch(self, poller: DistrictPoller, sync: DistrictSync) -> dict[str, int]:
+    async def _watch(self, poller: OnboardingDistrict, sync: DistrictSync) -> dict[str, int]:
         """Run ``sync``, storing its progress, until it is done or the poller is stopped."""
         task = asyncio.create_task(sync.run(), name=f"onboard:{poller.id}")
         stopper = asyncio.create_task(poller.stop_requested())
