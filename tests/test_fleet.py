@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from relay.config import validate
-from relay.fleet import discovery
+from relay.poller.fleet import discovery
 from relay.simulator import SimOptions, World, running_simulator
 from tests.fleet_support import (
     control_entries,

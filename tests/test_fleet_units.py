@@ -12,9 +12,9 @@ import pytest
 from aiohttp import web
 
 from relay.errors import CleverError, DiscoveryAuthError
-from relay.fleet.registry import Registry
-from relay.fleet.tokens import TokensClient
 from relay.health import Health
+from relay.poller.fleet.registry import Registry
+from relay.poller.fleet.tokens import TokensClient
 from relay.translate.consumer import Translator
 from tests.fleet_support import KEYS
 from tests.test_translator_helpers import (
