@@ -32,6 +32,9 @@ class RelaySection(Section, frozen=True):
         default_factory=lambda: ["poller", "translator", "http"]
     )
     shutdown_grace_s: PositiveSeconds = 20.0
+    cancel_deadline_s: PositiveSeconds = 5.0
+    """After cancelling what outlived the grace (or a task it stops), how long to wait for the
+    cancelled tasks to finish their clean-up (:func:`relay.tasks.cancel_and_wait`)."""
     instance: str = ""
     """Name of this replica in logs and /status; empty means the host name."""
     lease_ttl_s: PositiveSeconds = 15.0

@@ -58,6 +58,7 @@ class WebhookDelivery:
             for endpoint in cfg.webhooks.endpoints
         ]
         self.stats_interval_s = stats_interval_s
+        self.cancel_deadline_s = cfg.relay.cancel_deadline_s
         self.health = health
         self.lease = SingleActiveLease(
             redis,
@@ -96,7 +97,7 @@ class WebhookDelivery:
         try:
             await self._deliver(inner)
         finally:
-            await cancel_and_wait([keeper], deadline_s=None)
+            await cancel_and_wait([keeper], deadline_s=self.cancel_deadline_s)
             with contextlib.suppress(RedisError):
                 await self.lease.release()
 

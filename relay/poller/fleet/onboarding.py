@@ -184,5 +184,5 @@ class Onboarding:
                     await self.registry.set_progress(poller.id, dict(sync.counts))
             await task
         finally:
-            await cancel_and_wait([stopper, task], deadline_s=None)
+            await cancel_and_wait([stopper, task], deadline_s=self.cfg.relay.cancel_deadline_s)
         return dict(sync.counts)
