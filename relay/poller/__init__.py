@@ -10,6 +10,10 @@ The package reads like the data flow:
 - :mod:`relay.poller.cursor_lost`: detecting and reporting a cursor Clever no longer knows.
 - :mod:`relay.poller.batches`: a fetched page as chained, atomically published chunks.
 - :mod:`relay.poller.prefetch`: fetching the next page ahead, within a memory budget.
+- :mod:`relay.poller.publish`: the fenced Lua publish of a batch and its cursor.
+- :mod:`relay.poller.cursor_admin`: ``clever-relay cursor show|set``.
+- :mod:`relay.poller.fleet`: the district fleet (discovery, onboarding, registry), which runs
+  inside the component when ``[clever.discovery]`` is set.
 """
 
 from relay.poller.district import DistrictPoller

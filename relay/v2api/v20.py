@@ -17,6 +17,11 @@ value its version does not define. The conversion is pure (v2.1 object → v2.0 
 Events get the same conversion for ``data.object``; ``previous_attributes`` keeps the v2.0
 fields, mapped by the same rules, and drops a key whose mapped previous value equals the
 mapped current one (a change v2.0 cannot see, e.g. grade ``13`` → ``Ungraded``).
+
+Why here and not in :mod:`relay.translate`: the conversion is pure, but it is serving logic.
+Nothing the relay stores is v2.0 (the translator writes v2.1 only), the converters are chosen by
+the URL a request came in on (:data:`~relay.v2api.records.PATHS`, ``RELATIONS``), and they are
+applied to aiohttp responses on the way out; ``relay.translate`` stays the v3 → v2.1 mapping.
 """
 
 from __future__ import annotations
