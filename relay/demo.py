@@ -150,7 +150,7 @@ def demo_config(
 async def clear_prefix(redis: aioredis.Redis, prefix: str) -> None:
     """Delete every key under ``prefix:`` so the demo starts from an empty relay."""
     batch: list[bytes] = []
-    async for key in redis.scan_iter(match=f"{prefix}:*", count=1000):
+    async for key in redis.scan_iter(match=Keys(prefix).all_pattern(), count=1000):
         batch.append(key)
         if len(batch) >= 1000:
             await redis.unlink(*batch)
@@ -394,7 +394,7 @@ def read_command(redis_url: str, prefix: str) -> str:
     database = f" -n {db}" if db not in ("", "0") else ""
     return (
         f"redis-cli {host}-p {parts.port or 6379}{database} "
-        f"XREAD COUNT 10 STREAMS {prefix}:legacy:teachers 0"
+        f"XREAD COUNT 10 STREAMS {Keys(prefix).legacy('teachers')} 0"
     )
 
 

@@ -61,6 +61,10 @@ class Keys:
         """The last Clever event id published for ``district``."""
         return f"{self.prefix}:cursor:{district}"
 
+    def all_pattern(self) -> str:
+        """A SCAN pattern matching every key under the prefix."""
+        return f"{self.prefix}:*"
+
     def cursor_pattern(self) -> str:
         """A SCAN pattern matching every cursor key."""
         return f"{self.prefix}:cursor:*"
