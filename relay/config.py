@@ -104,6 +104,9 @@ class CleverSection(Base, frozen=True):
     auth_retry_s: PositiveSeconds = 300.0
     """How long a district whose token Clever refused waits before trying again."""
     on_cursor_lost: Literal["fail", "latest"] = "fail"
+    retention_check_interval_s: Annotated[float, Meta(gt=0, le=86400)] = 300.0
+    """How often a quiet district with a cursor near Clever's retention asks for the newest
+    event (the lost-cursor check): at most once per this, not on every empty page."""
     rate_limit_reserve: Annotated[int, Meta(ge=0)] = 5
     """Requests kept in hand before ``X-RateLimit-Remaining`` reaches 0; then wait for reset."""
     districts: list[District] = msgspec.field(default_factory=list)

@@ -4,9 +4,11 @@ Clever answers 400/404 to a ``starting_after`` it does not know (:class:`CursorL
 the client). A quiet district with an old cursor is the subtle case (FACTS §2.5): an empty page
 is normal for a district with no changes, so it is *not* a lost cursor by itself. Only when the
 cursor's ObjectId time is older than Clever's 30-day retention does the poller also ask for the
-feed's newest event id; if Clever has a newer event than the cursor, it asks once more for what
-follows the cursor (an event may have arrived between the two requests), and only if that is
-still empty is the cursor lost.
+feed's newest event id, and then at most once per ``retention_check_interval_s`` per district (a
+quiet district costs one request per poll, not two; a lost cursor is still detected within that
+interval plus one poll interval, docs/operations.md); if Clever has a newer event than the
+cursor, it asks once more for what follows the cursor (an event may have arrived between the
+two requests), and only if that is still empty is the cursor lost.
 
 Either way one ``relay.cursor_lost`` control entry goes on the events stream (once per lost
 cursor, however often the process restarts), then the district stops (``on_cursor_lost =
@@ -45,6 +47,10 @@ async def check_quiet_cursor(poller: DistrictPoller) -> None:
     cursor = poller.cursor
     if cursor is None or cursor_age_s(cursor) <= OLD_CURSOR_S:
         return
+    now = time.monotonic()
+    if now < poller.retention_check_at:
+        return
+    poller.retention_check_at = now + poller.cfg.clever.retention_check_interval_s
     latest = await poller.retrying(poller.client.latest_event_id)
     if latest is None or latest <= cursor:
         return

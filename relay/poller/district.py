@@ -108,6 +108,8 @@ class DistrictPoller:
         self.last_error: str | None = None
         self.last_error_at: float | None = None
         self._synced = False
+        self.retention_check_at = 0.0
+        """``time.monotonic()`` before which an old quiet cursor is not re-checked."""
         self._ahead: Prefetcher[_Page] = Prefetcher(budget or PrefetchBudget(), district.id)
         self._redis_backoff = Backoff(cap_s=cfg.clever.max_backoff_s)
         self._stop = asyncio.Event()
