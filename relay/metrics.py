@@ -100,3 +100,8 @@ PUBLISH_SECONDS = Histogram(
     registry=REGISTRY,
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
 )
+TRANSLATOR_HELD = Gauge(
+    "clever_relay_translator_held_entries",
+    "Entries set aside because their district is held back (a failed teacher look-up).",
+    registry=REGISTRY,
+)
