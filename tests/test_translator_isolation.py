@@ -69,6 +69,21 @@ def only(streams: dict[str, list[dict[str, str]]], districts: set[str]) -> dict[
     return {k: v for k, v in kept.items() if v}
 
 
+def released(model: dict[str, list[dict[str, str]]], position: str) -> dict[str, Any]:
+    """The model's events of a district released all at once at ``position``: in emission
+    order, with legacy ids based on the position from index 0x8000 on (in ids and data)."""
+    ms, seq = (int(x) for x in position.split("-"))
+    order = sorted(e["id"] for evs in model.values() for e in evs)
+    new_id = {old: f"{ms:012x}{seq:08x}{0x8000 + n:04x}" for n, old in enumerate(order)}
+    return {
+        rt: [
+            {**e, "id": new_id[e["id"]], "data": e["data"].replace(e["id"], new_id[e["id"]])}
+            for e in evs
+        ]
+        for rt, evs in model.items()
+    }
+
+
 @contextlib.asynccontextmanager
 async def translating(translator: Translator) -> AsyncIterator[None]:
     """Run the translator in the background until the block exits."""
@@ -99,7 +114,7 @@ class TestDistrictIsolation:
     async def test_failing_district_is_held_alone_and_catches_up_exactly(
         self, redis_client: aioredis.Redis, redis_url: str
     ) -> None:
-        """5xx for one district: the others translate in full, it writes nothing, then catches up."""
+        """5xx for one district: the others translate in full, it writes nothing, then catches up"""
         world = World.generate(21, districts=3, events_per_district=EVENTS_PER_DISTRICT)
         held = world.districts[0].id
         parts = feeds(world)
@@ -136,7 +151,14 @@ class TestDistrictIsolation:
                 await eventually(lambda: drained(redis_client), timeout_s=60, what="drained")
             messages = await messages_of(redis_client)
             teachers = await teacher_ids_from_clever(messages, sim, session)
-        assert await legacy_streams(redis_client) == expected_streams(
-            messages, teacher_ids=teachers
+        streams = await legacy_streams(redis_client)
+        others = {d.id for d in world.districts} - {held}
+        mine = [(sid, m) for sid, m in messages if m.district == held]
+        assert only(streams, {held}) == released(
+            expected_streams(mine, teacher_ids=teachers), messages[-1][0]
         )
-        assert await redis_client.xlen(KEYS.deadletter) == 0
+        assert only(streams, others) == expected_streams(
+            [(sid, m) for sid, m in messages if m.district in others], teacher_ids=teachers
+        )
+        for entries in streams.values():  # legacy ids still ascend within every stream
+            assert [e["id"] for e in entries] == sorted(e["id"] for e in entries)

@@ -162,6 +162,8 @@ class Prepared:
     state: _State
     retrying: str | None = None
     """The held district whose set-aside entries these are (None: a batch of the stream)."""
+    position: str | None = None
+    """The stored position the batch was prepared at (released ids are based on it)."""
 
 
 class BatchTranslator:
@@ -236,7 +238,7 @@ class BatchTranslator:
         state = await self._prefetch(
             [m for _, m in todo if isinstance(m, _Msg) and m.msg.district not in blocked]
         )
-        return Prepared(entries, todo, state, retrying)
+        return Prepared(entries, todo, state, retrying, position)
 
     async def finish(self, prepared: Prepared) -> Outcome:
         """The translating half of :meth:`build` (I/O only for rare teacher look-ups).
@@ -248,9 +250,15 @@ class BatchTranslator:
         outcome = Outcome(BatchWrite(self.keys))
         state, retrying = prepared.state, prepared.retrying
         blocked = set(self.holds.districts) - {retrying}
+        release_at = prepared.position if retrying is not None else None
         for entry, decoded in prepared.todo:
             district = _district_of(entry, decoded)
             if decoded is not DONE and district in blocked:
+                self._hold(outcome, entry, district)
+                continue
+            if release_at is not None and not self.holds.can_release(release_at):
+                # No ids left at this position: the rest waits until other entries move it.
+                blocked.add(district)
                 self._hold(outcome, entry, district)
                 continue
             result = await self._one(decoded, state)
@@ -259,7 +267,7 @@ class BatchTranslator:
                 blocked.add(district)
                 self._hold(outcome, entry, district)
                 continue
-            self._record(outcome, entry, result)
+            self._record(outcome, entry, result, release_at)
         self._carry = state.written
         self._update_holds(outcome, prepared)
         return outcome
@@ -361,7 +369,9 @@ class BatchTranslator:
             return _Wait("; ".join(failed))
         return None
 
-    def _record(self, outcome: Outcome, entry: Entry, result: _Result) -> None:
+    def _record(
+        self, outcome: Outcome, entry: Entry, result: _Result, release_at: str | None = None
+    ) -> None:
         write = outcome.write
         write.begin(entry.stream_id)
         fields = entry.fields or {}
@@ -377,11 +387,17 @@ class BatchTranslator:
         elif isinstance(result, _Control):
             outcome.skipped[SKIP_CONTROL] += 1
         elif isinstance(result, tuple):
-            self._translated(outcome, entry.stream_id, *result)
+            item, tr = result
+            if release_at is None:
+                ids = legacy_ids(entry.stream_id, len(tr.events))
+            else:
+                ids = self.holds.release_ids(release_at, len(tr.events))
+                write.command("SET", self.keys.translator_released, self.holds.release_state())
+            self._translated(outcome, ids, item, tr)
 
-    def _translated(self, outcome: Outcome, stream_id: str, item: _Msg, tr: Translation) -> None:
+    def _translated(self, outcome: Outcome, ids: list[str], item: _Msg, tr: Translation) -> None:
         write, msg, user_id = outcome.write, item.msg, item.user_id
-        for out, lid in zip(tr.events, legacy_ids(stream_id, len(tr.events)), strict=True):
+        for out, lid in zip(tr.events, ids, strict=True):
             data = encode_legacy_event(out, lid, msg.created)
             write.legacy(
                 out.record_type,

@@ -11,6 +11,14 @@ The held entries of a district are retried alone, oldest first, after 1 s, 2 s, 
 of the district's own back-off; the district is released once none is left. Memory mirrors the
 Redis hash, which only the lease holder writes: it is reloaded from Redis on activation and after
 any error that leaves a write unconfirmed.
+
+Legacy ids must ascend in emission order within every legacy stream, and a released entry is
+emitted after entries newer than itself. So its legacy events do not take ids from its own entry
+id but from the stored position ``P`` (the newest entry written) with the index part starting at
+``0x8000``: ``P``'s own legacy events use small indexes and the next entry's ids start above
+``P``, so the released ids fall in between, in release order. The next free index travels in the
+same atomic write (``<p>:translator:released`` = ``"<P> <index>"``), so ids stay unique across
+restarts; each id is still written once (the held hash says the entry is not written yet).
 """
 
 from __future__ import annotations
@@ -19,10 +27,14 @@ import time
 from dataclasses import dataclass, field
 
 from relay.backoff import Backoff
-from relay.translate.ids import parse_stream_id
+from relay.translate.ids import MAX_INDEX, parse_stream_id
 
 RETRY_BASE_S = 1.0
 RETRY_CAP_S = 60.0
+RELEASE_FIRST_INDEX = 0x8000
+"""Released entries' legacy ids use indexes from here up (an entry's own stay far below)."""
+RELEASE_MARGIN = 64
+"""Free indexes needed before releasing one more entry (more than one event ever makes)."""
 
 
 @dataclass
@@ -49,6 +61,33 @@ class Holds:
     districts: dict[str, Held] = field(default_factory=dict)
     ids: set[str] = field(default_factory=set)
     """Every held entry id (to tell them from written entries at or below the position)."""
+    release_at: str | None = None
+    """The position the released ids are based on; ``release_next`` is its next free index."""
+    release_next: int = RELEASE_FIRST_INDEX
+
+    def load_release(self, stored: str | None) -> None:
+        """Restore ``"<position> <next index>"`` (``<p>:translator:released``)."""
+        self.release_at, self.release_next = None, RELEASE_FIRST_INDEX
+        if stored:
+            at, _, index = stored.partition(" ")
+            self.release_at, self.release_next = at, int(index)
+
+    def can_release(self, position: str) -> bool:
+        """Whether ids are left at ``position`` for one more released entry."""
+        used = self.release_next if self.release_at == position else RELEASE_FIRST_INDEX
+        return used + RELEASE_MARGIN <= MAX_INDEX + 1
+
+    def release_ids(self, position: str, count: int) -> list[str]:
+        """Legacy ids for ``count`` events of a released entry (see the module docstring)."""
+        if self.release_at != position:
+            self.release_at, self.release_next = position, RELEASE_FIRST_INDEX
+        ms, seq = parse_stream_id(position)
+        first, self.release_next = self.release_next, self.release_next + count
+        return [f"{ms:012x}{seq:08x}{k:04x}" for k in range(first, first + count)]
+
+    def release_state(self) -> str:
+        """What ``<p>:translator:released`` holds after the ids handed out so far."""
+        return f"{self.release_at} {self.release_next}"
 
     def load(self, stored: dict[str, str]) -> None:
         """Replace memory with the stored hash (entry id → district); all due for a retry."""

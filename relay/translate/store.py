@@ -331,6 +331,11 @@ class Store:
         stored = await self.redis.hgetall(self.keys.translator_held)
         return {_str(k): _str(v) for k, v in stored.items()}
 
+    async def released(self) -> str | None:
+        """Where released entries' legacy ids continue (:mod:`relay.translate.held`)."""
+        value = await self.redis.get(self.keys.translator_released)
+        return value.decode() if isinstance(value, bytes) else value
+
     async def users(self, wanted: dict[str, list[str]]) -> dict[tuple[str, str], bytes | None]:
         """Snapshots of the given user ids per district, one HMGET per district."""
         return await self._hmget(wanted, self.keys.users)
