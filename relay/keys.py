@@ -18,7 +18,7 @@ class Keys:
         self.translator_position = f"{prefix}:translator:position"
         self.translator_lease = f"{prefix}:translator:lease"
         self.translator_held = f"{prefix}:translator:held"
-        self.translator_released = f"{prefix}:translator:released"
+        self.translator_emitted = f"{prefix}:translator:emitted"
         self.replicas = f"{prefix}:replicas"
         """Sorted set of live relay replicas scored by last heartbeat (district lease sharing)."""
 

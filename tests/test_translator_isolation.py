@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
     import redis.asyncio as aioredis
 
+    from relay.config import Config
     from relay.simulator import RunningSimulator
 
 EVENTS_PER_DISTRICT = 240
@@ -108,57 +109,100 @@ async def others_caught_up(
     return only(await legacy_streams(redis), others) == model
 
 
+def make_translator(
+    cfg: Config, redis: aioredis.Redis, session: aiohttp.ClientSession, name: str
+) -> Translator:
+    """A translator that retries held districts quickly (back-off 0.05 s, capped at 0.3 s)."""
+    translator = Translator(
+        cfg=cfg,
+        redis=redis,
+        session=session,
+        health=Health(),
+        keys=KEYS,
+        consumer_name=name,
+        retry_base_s=0.05,
+    )
+    translator.holds.cap_s = 0.3
+    return translator
+
+
+async def hold_while_others_flow(
+    redis: aioredis.Redis,
+    sim: RunningSimulator,
+    session: aiohttp.ClientSession,
+    parts: dict[str, list[bytes]],
+    held: str,
+) -> None:
+    """Publish in two halves; after each, the others are complete and ``held`` is all set aside."""
+    halves = [{d: evs[: len(evs) // 2] for d, evs in parts.items()}]
+    halves.append({d: evs[len(evs) // 2 :] for d, evs in parts.items()})
+    for n, half in enumerate(halves):
+        await publish_interleaved(redis, half)
+        await eventually(
+            lambda: others_caught_up(redis, sim, session, held),
+            timeout_s=60,
+            what="other districts translated",
+        )
+        assert only(await legacy_streams(redis), {held}) == {}
+        assert await redis.hlen(KEYS.translator_held) == sum(len(h[held]) for h in halves[: n + 1])
+
+
+async def assert_exact(
+    redis: aioredis.Redis, sim: RunningSimulator, session: aiohttp.ClientSession, held: str
+) -> None:
+    """Every district's legacy events are the model's, the held one's released at the end."""
+    messages = await messages_of(redis)
+    teachers = await teacher_ids_from_clever(messages, sim, session)
+    streams = await legacy_streams(redis)
+    others = {d.id for d in sim.world.districts} - {held}
+    mine = [(sid, m) for sid, m in messages if m.district == held]
+    assert only(streams, {held}) == released(
+        expected_streams(mine, teacher_ids=teachers), messages[-1][0]
+    )
+    assert only(streams, others) == expected_streams(
+        [(sid, m) for sid, m in messages if m.district in others], teacher_ids=teachers
+    )
+    for entries in streams.values():  # legacy ids still ascend within every stream
+        assert [e["id"] for e in entries] == sorted(e["id"] for e in entries)
+
+
 class TestDistrictIsolation:
     """A failing district is held alone."""
 
     async def test_failing_district_is_held_alone_and_catches_up_exactly(
         self, redis_client: aioredis.Redis, redis_url: str
     ) -> None:
-        """5xx for one district: the others translate in full, it writes nothing, then catches up"""
+        """5xx for one district: the others go out in full, it writes nothing, then catches up."""
         world = World.generate(21, districts=3, events_per_district=EVENTS_PER_DISTRICT)
         held = world.districts[0].id
-        parts = feeds(world)
-        halves = [{d: evs[: len(evs) // 2] for d, evs in parts.items()}]
-        halves.append({d: evs[len(evs) // 2 :] for d, evs in parts.items()})
         async with (
             running_simulator(world, SimOptions(rate_limit=0)) as sim,
             aiohttp.ClientSession() as session,
         ):
             cfg = validate(pipeline_cfg(redis_url, sim, batch_size=50, max_deliveries=1_000_000))
-            translator = Translator(
-                cfg=cfg,
-                redis=redis_client,
-                session=session,
-                health=Health(),
-                keys=KEYS,
-                retry_base_s=0.05,
-            )
-            translator.holds.cap_s = 0.3
             sim.set_faults(FaultsPatch(fail_rate=1.0, districts=[held]))
-            async with translating(translator):
-                for half in halves:
-                    await publish_interleaved(redis_client, half)
-                    await eventually(
-                        lambda: others_caught_up(redis_client, sim, session, held),
-                        timeout_s=60,
-                        what="other districts translated",
-                    )
-                    assert only(await legacy_streams(redis_client), {held}) == {}
-                    assert await redis_client.hlen(KEYS.translator_held) == sum(
-                        len(h[held]) for h in halves[: halves.index(half) + 1]
-                    )
+            async with translating(make_translator(cfg, redis_client, session, "t1")):
+                await hold_while_others_flow(redis_client, sim, session, feeds(world), held)
                 sim.set_faults(FaultsPatch(fail_rate=0.0, districts=[]))
                 await eventually(lambda: drained(redis_client), timeout_s=60, what="drained")
-            messages = await messages_of(redis_client)
-            teachers = await teacher_ids_from_clever(messages, sim, session)
-        streams = await legacy_streams(redis_client)
-        others = {d.id for d in world.districts} - {held}
-        mine = [(sid, m) for sid, m in messages if m.district == held]
-        assert only(streams, {held}) == released(
-            expected_streams(mine, teacher_ids=teachers), messages[-1][0]
-        )
-        assert only(streams, others) == expected_streams(
-            [(sid, m) for sid, m in messages if m.district in others], teacher_ids=teachers
-        )
-        for entries in streams.values():  # legacy ids still ascend within every stream
-            assert [e["id"] for e in entries] == sorted(e["id"] for e in entries)
+            await assert_exact(redis_client, sim, session, held)
+
+    async def test_held_entries_survive_a_takeover_and_a_rewound_group(
+        self, redis_client: aioredis.Redis, redis_url: str
+    ) -> None:
+        """Held entries outlive their translator; re-delivering everything writes nothing twice."""
+        world = World.generate(22, districts=3, events_per_district=EVENTS_PER_DISTRICT)
+        held = world.districts[0].id
+        async with (
+            running_simulator(world, SimOptions(rate_limit=0)) as sim,
+            aiohttp.ClientSession() as session,
+        ):
+            cfg = validate(pipeline_cfg(redis_url, sim, batch_size=50, max_deliveries=1_000_000))
+            sim.set_faults(FaultsPatch(fail_rate=1.0, districts=[held]))
+            async with translating(make_translator(cfg, redis_client, session, "t1")):
+                await hold_while_others_flow(redis_client, sim, session, feeds(world), held)
+            await redis_client.xgroup_setid(KEYS.events, cfg.legacy.group, "0")
+            sim.set_faults(FaultsPatch(fail_rate=0.0, districts=[]))
+            async with translating(make_translator(cfg, redis_client, session, "t2")):
+                await eventually(lambda: drained(redis_client), timeout_s=60, what="drained")
+            await assert_exact(redis_client, sim, session, held)

@@ -390,9 +390,9 @@ class BatchTranslator:
             item, tr = result
             if release_at is None:
                 ids = legacy_ids(entry.stream_id, len(tr.events))
+                self.holds.note(ids)
             else:
-                ids = self.holds.release_ids(release_at, len(tr.events))
-                write.command("SET", self.keys.translator_released, self.holds.release_state())
+                ids = self.holds.release_ids(entry.stream_id, release_at, len(tr.events))
             self._translated(outcome, ids, item, tr)
 
     def _translated(self, outcome: Outcome, ids: list[str], item: _Msg, tr: Translation) -> None:

@@ -249,7 +249,7 @@ class Translator:
         assert value is not None
         self.position = await self.store.position()
         self.holds.load(await self.store.held())
-        self.holds.load_release(await self.store.released())
+        self.holds.emitted = await self.store.emitted()
         await self.reader.ensure_group(self.position or "0")
         claimed = await self.reader.claim_all(
             value, min_idle_ms=0, count=self.cfg.legacy.batch_size

@@ -12,13 +12,14 @@ of the district's own back-off; the district is released once none is left. Memo
 Redis hash, which only the lease holder writes: it is reloaded from Redis on activation and after
 any error that leaves a write unconfirmed.
 
-Legacy ids must ascend in emission order within every legacy stream, and a released entry is
-emitted after entries newer than itself. So its legacy events do not take ids from its own entry
-id but from the stored position ``P`` (the newest entry written) with the index part starting at
-``0x8000``: ``P``'s own legacy events use small indexes and the next entry's ids start above
-``P``, so the released ids fall in between, in release order. The next free index travels in the
-same atomic write (``<p>:translator:released`` = ``"<P> <index>"``), so ids stay unique across
-restarts; each id is still written once (the held hash says the entry is not written yet).
+Legacy ids must ascend in emission order within every legacy stream, and a released entry may be
+emitted after entries newer than itself. The batch script keeps the highest legacy id written
+(``<p>:translator:emitted``). A released entry whose own ids are above it keeps them (a district
+that waited while nothing else was emitted gets the usual ids). Otherwise its legacy events take
+ids from the stored position ``P`` (the newest entry written) with the index part from ``0x8000``
+up: ``P``'s own legacy events use small indexes and the next entry's ids start above ``P``, so
+the released ids fall in between, in release order, and continue after the last one handed out
+at ``P``. Each id is still written once (the held hash says the entry is not written yet).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 
 from relay.backoff import Backoff
-from relay.translate.ids import MAX_INDEX, parse_stream_id
+from relay.translate.ids import MAX_INDEX, legacy_ids, parse_stream_id
 
 RETRY_BASE_S = 1.0
 RETRY_CAP_S = 60.0
@@ -61,33 +62,35 @@ class Holds:
     districts: dict[str, Held] = field(default_factory=dict)
     ids: set[str] = field(default_factory=set)
     """Every held entry id (to tell them from written entries at or below the position)."""
-    release_at: str | None = None
-    """The position the released ids are based on; ``release_next`` is its next free index."""
-    release_next: int = RELEASE_FIRST_INDEX
+    emitted: str = ""
+    """The highest legacy id written (``<p>:translator:emitted``; "" before any)."""
 
-    def load_release(self, stored: str | None) -> None:
-        """Restore ``"<position> <next index>"`` (``<p>:translator:released``)."""
-        self.release_at, self.release_next = None, RELEASE_FIRST_INDEX
-        if stored:
-            at, _, index = stored.partition(" ")
-            self.release_at, self.release_next = at, int(index)
+    def _next_index(self, prefix: str) -> int:
+        """The first free released index at the position with legacy id prefix ``prefix``."""
+        if self.emitted[:20] == prefix and int(self.emitted[20:], 16) >= RELEASE_FIRST_INDEX:
+            return int(self.emitted[20:], 16) + 1
+        return RELEASE_FIRST_INDEX
 
     def can_release(self, position: str) -> bool:
         """Whether ids are left at ``position`` for one more released entry."""
-        used = self.release_next if self.release_at == position else RELEASE_FIRST_INDEX
-        return used + RELEASE_MARGIN <= MAX_INDEX + 1
+        return self._next_index(_prefix(position)) + RELEASE_MARGIN <= MAX_INDEX + 1
 
-    def release_ids(self, position: str, count: int) -> list[str]:
-        """Legacy ids for ``count`` events of a released entry (see the module docstring)."""
-        if self.release_at != position:
-            self.release_at, self.release_next = position, RELEASE_FIRST_INDEX
-        ms, seq = parse_stream_id(position)
-        first, self.release_next = self.release_next, self.release_next + count
-        return [f"{ms:012x}{seq:08x}{k:04x}" for k in range(first, first + count)]
+    def release_ids(self, stream_id: str, position: str, count: int) -> list[str]:
+        """Legacy ids for ``count`` events of released entry ``stream_id`` (module docstring)."""
+        own = legacy_ids(stream_id, count)
+        if not own or own[0] > self.emitted:
+            ids = own
+        else:
+            prefix = _prefix(position)
+            first = self._next_index(prefix)
+            ids = [f"{prefix}{k:04x}" for k in range(first, first + count)]
+        self.note(ids)
+        return ids
 
-    def release_state(self) -> str:
-        """What ``<p>:translator:released`` holds after the ids handed out so far."""
-        return f"{self.release_at} {self.release_next}"
+    def note(self, ids: list[str]) -> None:
+        """Legacy ids ``ids`` (ascending) are being written: remember the highest."""
+        if ids and ids[-1] > self.emitted:
+            self.emitted = ids[-1]
 
     def load(self, stored: dict[str, str]) -> None:
         """Replace memory with the stored hash (entry id → district); all due for a retry."""
@@ -154,3 +157,9 @@ class Holds:
                 for d, h in shown
             },
         }
+
+
+def _prefix(position: str) -> str:
+    """The first 20 hex digits of the legacy ids of entry ``position``."""
+    ms, seq = parse_stream_id(position)
+    return f"{ms:012x}{seq:08x}"

@@ -59,6 +59,8 @@ FENCED = -1
 #     'K' district                         hold this entry: HSET KEYS[5] (<p>:translator:held)
 #                                          <stream id> district (relay.translate.held)
 #
+# KEYS[6] (<p>:translator:emitted) ends up holding the last legacy id written, the highest.
+#
 # Ops of an entry at or below the stored position are skipped (effectively once) unless the
 # entry is held (then it is taken out of the held hash and applied); every entry is
 # acknowledged. The position only moves forward. To add a write, prefer 'C'
@@ -77,7 +79,7 @@ local pms, pseq = -1, -1
 local pos = redis.call('GET', KEYS[2])
 if pos then pms, pseq = split(pos) end
 local held = redis.call('HLEN', KEYS[5]) > 0
-local i, n, applied, last, ids = 1, #ops, 0, nil, {}
+local i, n, applied, last, ids, emitted = 1, #ops, 0, nil, {}, nil
 while i <= n do
   local sid, nops = ops[i], ops[i + 1]
   i = i + 2
@@ -92,6 +94,7 @@ while i <= n do
         redis.call('XADD', KEYS[ops[i + 1]], 'MAXLEN', '~', legacy_max, '*',
           'id', ops[i + 2], 'type', ops[i + 3], 'district', ops[i + 4],
           'source', ops[i + 5], 'data', ops[i + 6])
+        emitted = ops[i + 2]
       end
       i = i + 7
     elseif op == 'H' then
@@ -128,6 +131,7 @@ while i <= n do
   ids[#ids + 1] = sid
 end
 if last then redis.call('SET', KEYS[2], last) end
+if emitted then redis.call('SET', KEYS[6], emitted) end
 for j = 1, #ids, 1000 do
   redis.call('XACK', KEYS[3], group, unpack(ids, j, math.min(j + 999, #ids)))
 end
@@ -200,6 +204,7 @@ class BatchWrite:
             keys.events,
             keys.deadletter,
             keys.translator_held,
+            keys.translator_emitted,
         ]
         self._key_index: dict[str, int] = {name: i + 1 for i, name in enumerate(self.key_names)}
         self._legacy_keys: dict[str, int] = {}
@@ -331,10 +336,10 @@ class Store:
         stored = await self.redis.hgetall(self.keys.translator_held)
         return {_str(k): _str(v) for k, v in stored.items()}
 
-    async def released(self) -> str | None:
-        """Where released entries' legacy ids continue (:mod:`relay.translate.held`)."""
-        value = await self.redis.get(self.keys.translator_released)
-        return value.decode() if isinstance(value, bytes) else value
+    async def emitted(self) -> str:
+        """The highest legacy id written ("" before any; :mod:`relay.translate.held`)."""
+        value = await self.redis.get(self.keys.translator_emitted)
+        return "" if value is None else _str(value)
 
     async def users(self, wanted: dict[str, list[str]]) -> dict[tuple[str, str], bytes | None]:
         """Snapshots of the given user ids per district, one HMGET per district."""
