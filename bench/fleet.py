@@ -18,7 +18,9 @@ import argparse
 import json
 import os
 import random
+import shutil
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -81,6 +83,8 @@ class Subject:
     redis_commands_per_s: float = 0.0
     lag_p99_s: float | None = None
     lag_events: int = 0
+    redis_top: dict[str, float] = field(default_factory=dict)
+    """Redis commands/s by command, the most frequent first."""
     metrics_kb: float = 0.0
     metrics_ms: float = 0.0
     status_kb: float = 0.0
@@ -166,11 +170,13 @@ def _all_polled(sim: SimProc, n: int, proc_check: Any) -> float:
 def _window(sim: SimProc, pid: int, window_s: float, subject: Subject, r: redis.Redis) -> None:
     """Measure CPU, requests and Redis commands of ``pid`` over ``window_s``."""
     req0 = json.loads(_get(f"{sim.base_url}/_sim/stats"))["requests"]
+    by0 = _commandstats(r)
     cmd0 = int(r.info("stats")["total_commands_processed"])
     cpu0, sim0, t0 = cpu_s(pid), cpu_s(sim.proc.pid), time.monotonic()
     time.sleep(window_s)
     cpu1, sim1, t1 = cpu_s(pid), cpu_s(sim.proc.pid), time.monotonic()
     cmd1 = int(r.info("stats")["total_commands_processed"])
+    by1 = _commandstats(r)
     req1 = json.loads(_get(f"{sim.base_url}/_sim/stats"))["requests"]
     wall = t1 - t0
     subject.cpu_cores = (cpu1 - cpu0) / wall
@@ -178,6 +184,14 @@ def _window(sim: SimProc, pid: int, window_s: float, subject: Subject, r: redis.
     subject.requests_per_s = (req1 - req0 - 2) / wall  # minus the two stats reads
     subject.redis_commands_per_s = (cmd1 - cmd0 - 2) / wall
     subject.rss_mb = rss_mb(pid)
+    rates = {k: round((by1[k] - by0.get(k, 0)) / wall, 1) for k in by1}
+    top = sorted(((v, k) for k, v in rates.items() if v >= 0.1), reverse=True)[:8]
+    subject.redis_top = {k: v for v, k in top}
+
+
+def _commandstats(r: redis.Redis) -> dict[str, int]:
+    stats: dict[str, Any] = r.info("commandstats")
+    return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
 
 
 def _bare(sim: SimProc, districts: list[SimDistrict], opts: Options, r: redis.Redis) -> Subject:
@@ -331,8 +345,9 @@ def _profile(pid: int, opts: Options, n: int) -> Any:
         return None
     opts.profile.mkdir(parents=True, exist_ok=True)
     out = opts.profile / f"relay-{n}.txt"
-    args = ["py-spy", "record", "--pid", str(pid), "-d", str(int(opts.window_s / 2))]
-    args += ["-r", "50", "-f", "raw", "-o", str(out)]
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    args = [py_spy, "record", "--pid", str(pid), "-d", str(int(opts.window_s))]
+    args += ["-r", "100", "-f", "raw", "-o", str(out)]
     import subprocess
 
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -2,8 +2,9 @@
 
 One task per district on one keep-alive aiohttp session (uvloop, like the relay):
 ``GET /v3.0/events?starting_after=<cursor>``, move the cursor past a non-empty page, sleep the
-poll interval after an empty one. Nothing is published anywhere: whatever the relay spends above
-this loop is the cost of what it does besides polling (:mod:`bench.fleet` compares the two).
+poll interval (counted from the request, as the relay does) after an empty one. Nothing is
+published anywhere: whatever the relay spends above this loop is the cost of what it does
+besides polling (:mod:`bench.fleet` compares the two).
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ async def _poll(
     stop: asyncio.Event,
 ) -> None:
     headers = {"Authorization": f"Bearer {token}"}
+    loop_time = asyncio.get_running_loop().time
     while not stop.is_set():
+        started = loop_time()
         params = {"starting_after": cursor, "limit": "1000"}
         async with session.get(url, params=params, headers=headers) as resp:
             body = await resp.read()
@@ -53,7 +56,7 @@ async def _poll(
             cursor = page.data[-1].data.id
             continue
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval_s)
+            await asyncio.wait_for(stop.wait(), interval_s - (loop_time() - started))
 
 
 async def _main(base_url: str, districts: list[dict[str, str]], interval_s: float) -> None:

@@ -144,6 +144,9 @@ class HttpSection(Base, frozen=True):
 
     host: str = "0.0.0.0"  # noqa: S104 - a container's server must listen on all interfaces
     port: Annotated[int, Meta(ge=1, le=65535)] = 8080
+    per_district_metrics: bool = True
+    """Export per-district series (lag, up, cursor age, per-district counters) on /metrics;
+    off, only aggregates remain (for fleets of thousands of districts)."""
 
 
 class LogSection(Base, frozen=True):

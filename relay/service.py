@@ -24,6 +24,7 @@ import aiohttp
 from relay import __version__, logs
 from relay.health import Health
 from relay.keys import Keys
+from relay.metrics import set_per_district
 from relay.redis_client import create_redis
 
 if TYPE_CHECKING:
@@ -133,6 +134,7 @@ class Service:
 
     async def _run(self) -> None:
         cfg = self.cfg
+        set_per_district(cfg.http.per_district_metrics)
         for district in cfg.clever.districts:
             logs.register_secret(district.resolve_token())
         redis = create_redis(cfg.redis)
@@ -168,7 +170,13 @@ class Service:
     async def _start_ops(self, redis: aioredis.Redis) -> Any:
         from relay.ops.server import OpsServer
 
-        ops = OpsServer(cfg=self.cfg, redis=redis, health=self.health, status=self.status)
+        ops = OpsServer(
+            cfg=self.cfg,
+            redis=redis,
+            health=self.health,
+            status=self.status,
+            detail=self.district_status,
+        )
         if "v2api" in self.cfg.relay.components:
             from relay.v2api.server import add_routes
 
@@ -179,6 +187,15 @@ class Service:
     def status(self) -> dict[str, Any]:
         """What each component says about itself, for ``/status``."""
         return {component.name: component.status() for component in self.components}
+
+    def district_status(self, district: str) -> dict[str, Any] | None:
+        """What this replica's poller says about one district (``/status?district=<id>``)."""
+        for component in self.components:
+            detail = getattr(component, "district_status", None)
+            if detail is not None:
+                found: dict[str, Any] | None = detail(district)
+                return found
+        return None
 
     async def _supervise(self, redis: aioredis.Redis) -> None:
         from relay.redis_checks import watch_redis

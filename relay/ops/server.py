@@ -93,11 +93,27 @@ async def get_metrics(request: web.Request) -> web.Response:
 
 
 async def get_status(request: web.Request) -> web.Response:
-    """The JSON status report (CONTRACT §7)."""
+    """The JSON status report (CONTRACT §7); ``?district=<id>``: that district in full."""
+    district = request.query.get("district")
+    if district is not None:
+        return await _district_status(request, district)
     report = await request.app[STATUS_KEY].report()
     # Components report their own state; scrub any registered secret they might echo.
     text = scrub(msgspec.json.encode(report).decode())
     return web.Response(text=text, content_type="application/json")
+
+
+async def _district_status(request: web.Request, district: str) -> web.Response:
+    source = request.app[STATUS_KEY]
+    try:
+        detail = await source.district(district)
+    except (RedisError, OSError, TimeoutError) as exc:
+        return _json({"error": describe_redis_error(exc)}, status=503)
+    if detail is None:
+        return _json({"error": "no such district"}, status=404)
+    return web.Response(
+        text=scrub(msgspec.json.encode(detail).decode()), content_type="application/json"
+    )
 
 
 @web.middleware
@@ -144,6 +160,7 @@ class OpsServer:
         health: shared heartbeats and readiness state.
         status: a ready :class:`StatusSource`, or the service's callable returning what each
             component says about itself (a ``StatusSource`` is then built around it).
+        detail: what this replica's poller says about one district (``/status?district=``).
     """
 
     def __init__(
@@ -153,11 +170,14 @@ class OpsServer:
         redis: aioredis.Redis,
         health: Health,
         status: StatusSource | Callable[[], Mapping[str, Any]] | None = None,
+        detail: Callable[[str], Mapping[str, Any] | None] | None = None,
     ) -> None:
         if isinstance(status, StatusSource):
             source = status
         else:
-            source = StatusSource(cfg=cfg, redis=redis, health=health, components=status)
+            source = StatusSource(
+                cfg=cfg, redis=redis, health=health, components=status, detail=detail
+            )
         self.app = build_app(cfg=cfg, redis=redis, health=health, status=source)
         self._host = cfg.http.host
         self._port = cfg.http.port

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from relay.errors import CursorLostError
 from relay.logs import get_logger
 from relay.messages import CURSOR_LOST, ControlMessage, encode
-from relay.metrics import DISTRICT_UP, POLL_ERRORS
+from relay.metrics import POLL_ERRORS, district_label
 from relay.publish import Batch, is_event_id
 
 if TYPE_CHECKING:
@@ -63,8 +63,8 @@ async def report_cursor_lost(poller: DistrictPoller, exc: CursorLostError) -> bo
     """Put the control entry on the stream; returns True when polling goes on (``latest``)."""
     poller.drop_prefetch()
     mode = poller.cfg.clever.on_cursor_lost
-    POLL_ERRORS.labels(poller.id, "cursor_lost").inc()
-    DISTRICT_UP.labels(poller.id).set(0)
+    POLL_ERRORS.labels(district_label(poller.id), "cursor_lost").inc()
+    poller.set_up(0)
     resumed = await poller.retrying(poller.client.latest_event_id) if mode == "latest" else None
     reason = f"Clever answered {exc.status} to starting_after={exc.cursor}"
     if exc.status == 200:
