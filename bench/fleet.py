@@ -207,7 +207,10 @@ def _bare(sim: SimProc, districts: list[SimDistrict], opts: Options, r: redis.Re
         try:
             subject = Subject()
             subject.all_polled_s = _all_polled(sim, len(districts), lambda: _alive(proc))
+            profiler = _profile(proc.pid, opts, f"bare-{len(districts)}")
             _window(sim, proc.pid, opts.window_s, subject, r)
+            if profiler is not None:
+                profiler.wait()
         finally:
             stop_process(proc)
     return subject
@@ -320,7 +323,7 @@ def _relay(
             subject.all_polled_s = _all_polled(sim, len(districts), relay.check_alive)
             trickle = Trickle(sim.base_url, [d.id for d in districts], opts.trickle_per_s)
             trickle.start()
-            profiler = _profile(relay.proc.pid, opts, len(districts))
+            profiler = _profile(relay.proc.pid, opts, f"relay-{len(districts)}")
             _window(sim, relay.proc.pid, opts.window_s, subject, r)
             trickle.stop()
             if profiler is not None:
@@ -339,12 +342,12 @@ def _relay(
     return subject
 
 
-def _profile(pid: int, opts: Options, n: int) -> Any:
+def _profile(pid: int, opts: Options, name: str) -> Any:
     """``py-spy record`` on the relay for half the window (``--profile DIR``), or None."""
     if opts.profile is None:
         return None
     opts.profile.mkdir(parents=True, exist_ok=True)
-    out = opts.profile / f"relay-{n}.txt"
+    out = opts.profile / f"{name}.txt"
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     args = [py_spy, "record", "--pid", str(pid), "-d", str(int(opts.window_s))]
     args += ["-r", "100", "-f", "raw", "-o", str(out)]

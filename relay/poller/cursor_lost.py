@@ -44,13 +44,18 @@ async def check_quiet_cursor(poller: DistrictPoller) -> None:
     Raises:
         CursorLostError: Clever has newer events than the cursor but returns none after it.
     """
-    cursor = poller.cursor
-    if cursor is None or cursor_age_s(cursor) <= OLD_CURSOR_S:
-        return
     now = time.monotonic()
-    if now < poller.retention_check_at:
+    if now < poller.retention_check_at:  # the common case: one comparison per quiet poll
         return
-    poller.retention_check_at = now + poller.cfg.clever.retention_check_interval_s
+    cursor = poller.cursor
+    age_s = 0.0 if cursor is None else cursor_age_s(cursor)
+    interval_s = poller.cfg.clever.retention_check_interval_s
+    if cursor is None or age_s <= OLD_CURSOR_S:
+        # Young: nothing to check until it is old (a newer cursor is younger still; a cursor
+        # set older by hand comes with a resync, which clears this).
+        poller.retention_check_at = now + min(interval_s, OLD_CURSOR_S - age_s)
+        return
+    poller.retention_check_at = now + interval_s
     latest = await poller.retrying(poller.client.latest_event_id)
     if latest is None or latest <= cursor:
         return
