@@ -22,6 +22,8 @@ from relay import logs
 if TYPE_CHECKING:
     from relay.config import RedisSection
 
+MAX_CONNECTIONS = 100
+"""Connections to Redis per process; commands beyond wait for one (at most SOCKET_TIMEOUT_S)."""
 SOCKET_TIMEOUT_S = 10.0
 """Longer than any BLOCK the relay uses (block_ms defaults to 1 s) so a blocking read is not cut."""
 
@@ -37,8 +39,14 @@ def create_redis(cfg: RedisSection) -> aioredis.Redis:
     """
     if cfg.cluster:
         return _create_cluster(cfg)
-    client = aioredis.Redis.from_url(
+    # A *blocking* pool: with thousands of districts, more commands than connections are in
+    # flight at once (a start, a burst of publishes). redis-py's default pool then raises
+    # MaxConnectionsError, which made pollers resync in a storm and lease renewals fail (leases
+    # lost, districts moving); this one makes the extra commands wait for a free connection.
+    pool = aioredis.BlockingConnectionPool.from_url(
         cfg.url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=SOCKET_TIMEOUT_S,
         decode_responses=False,
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
@@ -46,6 +54,7 @@ def create_redis(cfg: RedisSection) -> aioredis.Redis:
         socket_connect_timeout=5.0,
         health_check_interval=int(cfg.health_check_interval_s),
     )
+    client = aioredis.Redis.from_pool(pool)
     password = client.connection_pool.connection_kwargs.get("password")
     if password:
         logs.register_secret(str(password))
