@@ -157,6 +157,8 @@ class StatusReport(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     reasons: list[str]
     stuck: list[str]
     loops: dict[str, LoopStatus]
+    """Every loop, but of the per-district poller loops only the :data:`WORST_SHOWN` that
+    ticked longest ago (``stuck`` still names every stuck one)."""
     redis: RedisStatus
     districts: list[DistrictStatus]
     """The worst :data:`WORST_SHOWN` districts: unhealthy first, then by lag (all of them in a
@@ -299,12 +301,7 @@ class StatusSource:
             draining=health.draining,
             reasons=reasons,
             stuck=health.stuck(),
-            loops={
-                name: LoopStatus(
-                    age_s=round(now_mono - loop.last_tick, 3), deadline_s=loop.deadline_s
-                )
-                for name, loop in sorted(health.loops.items())
-            },
+            loops=_loops(health, now_mono),
             redis=RedisStatus(
                 reachable=error is None,
                 error=error,
@@ -471,6 +468,17 @@ class StatusSource:
             else:
                 with contextlib.suppress(KeyError):
                     DISTRICT_LAG.remove(district)
+
+
+def _loops(health: Health, now_mono: float) -> dict[str, LoopStatus]:
+    """The loops for ``/status``: a fleet's thousands of district loops would drown the rest."""
+    districts = [(n, loop) for n, loop in health.loops.items() if n.startswith("poller:")]
+    shown = sorted(districts, key=lambda item: item[1].last_tick)[:WORST_SHOWN]
+    others = [(n, loop) for n, loop in health.loops.items() if not n.startswith("poller:")]
+    return {
+        name: LoopStatus(age_s=round(now_mono - loop.last_tick, 3), deadline_s=loop.deadline_s)
+        for name, loop in sorted(others + shown, key=lambda item: item[0])
+    }
 
 
 def _district(district: str, cursor: Any, state: dict[Any, Any], now: float) -> DistrictStatus:
