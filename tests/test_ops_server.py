@@ -50,6 +50,7 @@ TOKEN = "secret-token-value"
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "operations.md"
 ALLOWED_LABELS = {
     "district",
+    "phase",
     "type",
     "stage",
     "reason",
