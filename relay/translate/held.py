@@ -124,9 +124,9 @@ class Holds:
 
     def written(self, district: str, ids: list[str]) -> None:
         """``ids`` of the district went out: drop them, release the district if none is left."""
-        if not ids:
+        held = self.districts.get(district)
+        if not ids or held is None:
             return
-        held = self.districts[district]
         done = set(ids)
         held.ids = [sid for sid in held.ids if sid not in done]
         self.ids -= done
