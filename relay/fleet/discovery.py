@@ -208,9 +208,9 @@ class Fleet:
 
     def _count(self) -> None:
         """Refresh ``clever_relay_fleet_districts`` (districts by source and phase, here)."""
-        counts: dict[tuple[str, str], int] = {}
-        for status in self.poller.status().values():
-            key = (str(status["source"]), str(status["phase"]))
+        counts: dict[tuple[str, str], int] = {("discovered", REMOVED): len(self.removed)}
+        for poller in self.poller.by_id.values():
+            key = (poller.source, poller.phase)
             counts[key] = counts.get(key, 0) + 1
         for source in ("static", "discovered"):
             for phase in (ONBOARDING, POLLING, "unauthorized", REMOVED):
