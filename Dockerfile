@@ -7,9 +7,10 @@ FROM python:3.12.7-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+# constraints.txt pins the versions CI tested (docs/development.md), so the image runs them too.
+COPY pyproject.toml README.md constraints.txt ./
 COPY relay ./relay
-RUN pip wheel --wheel-dir /wheels .
+RUN pip wheel --wheel-dir /wheels --constraint constraints.txt .
 
 FROM python:3.12.7-slim-bookworm AS runtime
 LABEL org.opencontainers.image.title="clever-relay" \

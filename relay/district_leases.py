@@ -57,6 +57,10 @@ RENEW_FRACTION = 3
 """Renew (and heartbeat) every TTL / this, so two renewals may fail before the lease lapses."""
 JITTER = 0.2
 """Each tick waits the interval times a random factor in 1 ± this, so replicas do not sync up."""
+START_RATE = 500.0
+"""Districts started per second when one tick acquires many (a replica starting with thousands):
+each start reads Redis and polls Clever at once, and thousands at the same instant opened as many
+Redis connections and slowed everything down; 5,000 districts start over 10 s."""
 
 _ACQUIRE = """
 local want = tonumber(ARGV[3])
@@ -320,8 +324,8 @@ class LeaseRunner:
             await self._halt(extra)
             await table.release(extra)
         elif surplus < 0:
-            for district in await table.acquire(-surplus, reclaim=reclaim):
-                self._start(district)
+            for n, district in enumerate(await table.acquire(-surplus, reclaim=reclaim)):
+                self._start(district, delay_s=n / START_RATE)
 
     async def _apply_work(self) -> None:
         work, self._next_work = self._next_work, None
@@ -337,14 +341,22 @@ class LeaseRunner:
         """The districts this replica holds leases for, sorted."""
         return sorted(self.table.held)
 
-    def _start(self, district: str) -> None:
+    def _start(self, district: str, *, delay_s: float = 0.0) -> None:
         lease = self.table.held[district]
         log.info("lease_acquired", district=district, token=lease.split(SEPARATOR, 1)[0])
         stop = asyncio.Event()
         task = asyncio.create_task(
-            self.work[district].run(stop, lease=lease), name=f"poller:{district}"
+            self._run_after(district, lease, stop, delay_s), name=f"poller:{district}"
         )
         self._tasks[district] = (stop, task)
+
+    async def _run_after(
+        self, district: str, lease: str, stop: asyncio.Event, delay_s: float
+    ) -> None:
+        """Start the district's work after ``delay_s`` (see :data:`START_RATE`)."""
+        if delay_s > 0 and await sleep_or_stop(delay_s, stop):
+            return
+        await self.work[district].run(stop, lease=lease)
 
     def _reap(self) -> None:
         """Forget leases whose work found them fenced; keep the others (a parked district)."""

@@ -2,13 +2,40 @@
 
 Names follow Prometheus conventions: ``clever_relay_`` prefix, base units (seconds), ``_total``
 on counters, and no label with more values than the configured districts.
+
+At fleet scale (thousands of districts) the per-district series are most of a scrape, so they
+exist only where they carry information: lag, up and cursor age per district, event and error
+counters only for districts that had events or errors, requests not per district at all; no
+``_created`` companions. ``[http] per_district_metrics = false`` drops them entirely (the
+``district`` label then reads :data:`ALL_DISTRICTS`); the aggregates by phase are always there.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
+# Every counter would also export a ``_created`` series: twice the lines, no information used.
+disable_created_metrics()  # type: ignore[no-untyped-call]  # unannotated in prometheus-client
 REGISTRY = CollectorRegistry(auto_describe=True)
+ALL_DISTRICTS = "all"
+"""The ``district`` label of counters when per-district series are turned off."""
+_per_district = [True]
+
+
+def set_per_district(enabled: bool) -> None:
+    """Turn per-district series on or off (``[http] per_district_metrics``), at start-up."""
+    _per_district[0] = enabled
+
+
+def per_district() -> bool:
+    """Whether per-district series are exported."""
+    return _per_district[0]
+
+
+def district_label(district: str) -> str:
+    """The ``district`` label value for counters: the id, or :data:`ALL_DISTRICTS` when off."""
+    return district if _per_district[0] else ALL_DISTRICTS
+
 
 EVENTS_POLLED = Counter(
     "clever_relay_events_polled_total",
@@ -52,8 +79,7 @@ DEAD_LETTERED = Counter(
 )
 POLL_REQUESTS = Counter(
     "clever_relay_poll_requests_total",
-    "HTTP requests sent to Clever.",
-    ["district"],
+    "HTTP requests sent to Clever (all districts: a quiet district's rate is its poll interval).",
     registry=REGISTRY,
 )
 POLL_ERRORS = Counter(
@@ -124,5 +150,22 @@ FLEET_DISTRICTS = Gauge(
     "Districts this replica knows, by source (static, discovered) and phase "
     "(onboarding, polling, unauthorized, removed).",
     ["source", "phase"],
+    registry=REGISTRY,
+)
+TRANSLATOR_HELD = Gauge(
+    "clever_relay_translator_held_entries",
+    "Entries set aside because their district is held back (a failed teacher look-up).",
+    registry=REGISTRY,
+)
+DISTRICTS = Gauge(
+    "clever_relay_districts",
+    "Districts whose lease this replica holds, by phase (polling, caught_up, backoff, "
+    "unauthorized, cursor_lost, ...); sum over replicas for the deployment.",
+    ["phase"],
+    registry=REGISTRY,
+)
+DISTRICT_LAG_MAX = Gauge(
+    "clever_relay_district_lag_seconds_max",
+    "The largest clever_relay_district_lag_seconds over all districts (read at scrape time).",
     registry=REGISTRY,
 )

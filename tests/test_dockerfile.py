@@ -125,6 +125,16 @@ class TestDockerfile:
         assert "--no-index" in installs[0]
         assert "from=build" in installs[0]
 
+    def test_dockerfile_builds_the_versions_ci_tested(self) -> None:
+        """The wheels are built under constraints.txt, which the build context lets in."""
+        build = stages()[0]
+        assert "pip wheel --wheel-dir /wheels --constraint constraints.txt ." in values(
+            build, "RUN"
+        )
+        assert any("constraints.txt" in v.split() for v in values(build, "COPY"))
+        ignore = (ROOT / ".dockerignore").read_text().splitlines()
+        assert "!constraints.txt" in ignore
+
     def test_dockerfile_runs_as_non_root(self) -> None:
         """The runtime stage ends as a created, numeric, non-zero user after every RUN."""
         runtime = stages()[-1]

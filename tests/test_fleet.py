@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     import redis.asyncio as aioredis
 
+    from relay.poller import Poller
     from relay.simulator.world import District
 
 
@@ -151,7 +152,7 @@ class TestRotationAndRemoval:
                     d.generate(3)
                 await wait_for(lambda: _caught_up(redis_client, world.districts[2]))
                 await wait_for(lambda: _caught_up(redis_client, world.districts[1]))
-                status = running.poller.status()
+                status = _statuses(running.poller)
         assert {d: (s["source"], s["phase"]) for d, s in status.items()} == {
             bad.id: ("static", "unauthorized"),
             world.districts[1].id: ("discovered", "polling"),
@@ -223,6 +224,11 @@ async def _is(value: bool) -> bool:
     return value
 
 
+def _statuses(poller: Poller) -> dict[str, dict[str, object]]:
+    """Every district's own status record (the poller's ``status()`` is a fleet summary)."""
+    return {d: p.status() for d, p in poller.by_id.items()}
+
+
 class TestUnauthorizedDiscovered:
     async def test_listed_token_refused_is_unauthorized_until_rotated(
         self, redis_url: str, redis_client: aioredis.Redis
@@ -240,13 +246,13 @@ class TestUnauthorizedDiscovered:
                 bad.generate(3)
                 good.generate(3)
                 await wait_for(lambda: _caught_up(redis_client, good))
-                await wait_for(lambda: _phase_is(running.poller.status(), bad.id, "unauthorized"))
+                await wait_for(lambda: _phase_is(_statuses(running.poller), bad.id, "unauthorized"))
                 while_refused = event_ids((await entries_by_district(redis_client))[bad.id])
                 good.generate(2)
                 await wait_for(lambda: _caught_up(redis_client, good))
                 await sim_call("POST", f"{sim.base_url}/_sim/districts/{bad.id}/rotate")
                 await wait_for(lambda: _caught_up(redis_client, bad))
-                phase_after = running.poller.status()[bad.id]["phase"]
+                phase_after = running.poller.by_id[bad.id].status()["phase"]
             entries = await entries_by_district(redis_client)
         assert while_refused == []
         assert entries[bad.id] == _expected(bad, e0)

@@ -163,6 +163,11 @@ class TestPublishFencing:
         assert await pub.publish("d1", late, lease=new.held["d1"]) is True
 
 
+def all_running(running: dict[str, set[str]]) -> bool:
+    """Every district's work runs somewhere."""
+    return sorted(d for d, who in running.items() if who) == DISTRICTS
+
+
 class TestLeaseRunner:
     """Several runners share the districts fairly and hand them over."""
 
@@ -177,8 +182,9 @@ class TestLeaseRunner:
 
         async with runners(redis_client, ["a", "b", "c"], running) as group:
             await wait_for(lambda: _true(shares(group) == [4, 4, 4]), timeout_s=10)
+            # Districts of one acquisition start at START_RATE per second, not all at once.
+            await wait_for(lambda: _true(all_running(running)), timeout_s=10)
             assert exclusive()
-            assert sorted(d for d, who in running.items() if who) == DISTRICTS
             runner_c, stop, task = group["c"]
             held_by_c = sorted(runner_c.holding())
             stop.set()
@@ -188,8 +194,8 @@ class TestLeaseRunner:
             values = [await redis_client.get(KEYS.lease(d)) for d in held_by_c]
             assert [lease_holder(v) == "c" for v in values] == [False] * 4
             await wait_for(lambda: _true(shares(group) == [6, 6]), timeout_s=10)
+            await wait_for(lambda: _true(all_running(running)), timeout_s=10)
             assert exclusive()
-            assert sorted(d for d, who in running.items() if who) == DISTRICTS
         assert await redis_client.keys(f"{KEYS.prefix}:lease:d??") == []
         assert await redis_client.zcard(KEYS.replicas) == 0
 

@@ -50,6 +50,7 @@ TOKEN = "secret-token-value"
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "operations.md"
 ALLOWED_LABELS = {
     "district",
+    "phase",
     "type",
     "stage",
     "reason",
@@ -60,7 +61,6 @@ ALLOWED_LABELS = {
     "endpoint",
     "status_class",
     "source",
-    "phase",
 }
 
 
@@ -295,6 +295,7 @@ class TestMetrics:
         await redis_client.xgroup_create("ops:events", "legacy-translator", id="0")
         await redis_client.xreadgroup("legacy-translator", "c", {"ops:events": ">"}, count=4)
         await redis_client.hset("ops:pollstate:opsd1", "newest_created", "2000-01-01T00:00:00Z")
+        await redis_client.set("ops:lease:opsd1", "1|ops-test|n")  # polled by this replica
         families = await self.scrape(client)
         assert sample(families, "clever_relay_events_polled_total", district="opsd1") == (
             before["polled"] + 7
@@ -312,6 +313,7 @@ class TestMetrics:
         district_lag = sample(families, "clever_relay_district_lag_seconds", district="opsd1")
         assert district_lag is not None
         assert district_lag > 24 * 365 * 86400
+        assert sample(families, "clever_relay_district_lag_seconds_max") == district_lag
 
     async def test_metrics_follow_naming_conventions(self, client: Client) -> None:
         """Every family has the prefix, counters end in _total, and labels stay low-cardinality."""
@@ -356,6 +358,21 @@ class TestStatusEndpoint:
             True,
             {"ops:events": 0, "ops:deadletter": 0, "ops:legacy:students": 0},
         )
+
+    async def test_status_endpoint_shows_one_district_in_full(
+        self, client: Client, redis_client: aioredis.Redis
+    ) -> None:
+        """``?district=<id>`` answers that district's detail; an unknown id answers 404."""
+        await redis_client.set("ops:cursor:opsd1", "65f1a2b3c4d5e6f7a8b9c0d1")
+        response = await client.get("/status", params={"district": "opsd1"})
+        document = await body(response)
+        assert (response.status, document["district"]["cursor"], document["lease_holder"]) == (
+            200,
+            "65f1a2b3c4d5e6f7a8b9c0d1",
+            None,
+        )
+        missing = await client.get("/status", params={"district": "nope"})
+        assert (missing.status, await body(missing)) == (404, {"error": "no such district"})
 
     async def test_status_endpoint_answers_when_redis_down(self, down_client: Client) -> None:
         """With Redis down /status still answers 200, saying Redis is unreachable."""

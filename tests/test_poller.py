@@ -193,7 +193,7 @@ class TestPollerStart:
                 make_cfg(redis_url, sim.base_url, sim_districts(world, "latest"))
             ) as run,
         ):
-            await wait_for(lambda: _is(run.poller.status()["d1"]["state"] == "caught_up"))
+            await wait_for(lambda: _is(run.poller.by_id["d1"].status()["state"] == "caught_up"))
             new = district.generate(3)
             await wait_for(lambda: event_count(redis_client, 3))
         assert await stream_ids(redis_client) == {"d1": new}
@@ -262,13 +262,17 @@ class TestPollerCursorLost:
         async with running_simulator(world, SimOptions()) as sim:
             cfg = make_cfg(redis_url, sim.base_url, sim_districts(world))
             async with running_poller(cfg) as run:
-                await wait_for(lambda: _is(run.poller.status()[lost.id]["state"] == "cursor_lost"))
+                await wait_for(
+                    lambda: _is(run.poller.by_id[lost.id].status()["state"] == "cursor_lost")
+                )
                 await wait_for(lambda: event_count(redis_client, 31))
                 assert run.health.stuck() == []
                 assert f"poller:{lost.id}" not in run.health.loops
             # A restart does not report the same lost cursor again.
             async with running_poller(cfg) as run:
-                await wait_for(lambda: _is(run.poller.status()[lost.id]["state"] == "cursor_lost"))
+                await wait_for(
+                    lambda: _is(run.poller.by_id[lost.id].status()["state"] == "cursor_lost")
+                )
         entries = await stream_entries(redis_client)
         controls = _cursor_lost_entries(entries)
         assert len(controls) == 1
@@ -312,7 +316,9 @@ class TestPollerCursorLost:
             running_simulator(world, SimOptions(cursor_lost="empty")) as sim,
             running_poller(make_cfg(redis_url, sim.base_url, sim_districts(world))) as run,
         ):
-            await wait_for(lambda: _is(run.poller.status()[district.id]["state"] == "cursor_lost"))
+            await wait_for(
+                lambda: _is(run.poller.by_id[district.id].status()["state"] == "cursor_lost")
+            )
         control = _cursor_lost_entries(await stream_entries(redis_client))
         assert control[0]["reason"] == (
             f"cursor {UNKNOWN_ID} is past retention and Clever returns nothing after it"
@@ -364,7 +370,7 @@ class TestPollerFailures:
             async with running_poller(cfg) as run:
                 await wait_for(lambda: event_count(redis_client, 40))
                 await wait_for(lambda: _is(sim.stats.responses_401 >= 2))
-                status = run.poller.status()[world.districts[1].id]
+                status = run.poller.by_id[world.districts[1].id].status()
                 assert (status["state"], status["last_error"]) == ("unauthorized", "auth")
         assert await stream_ids(redis_client) == {good.id: list(good.feed.ids)}
         state = await redis_client.hgetall(f"{PREFIX}:pollstate:{world.districts[1].id}")
@@ -380,7 +386,7 @@ class TestPollerFailures:
             too_big = msgspec.structs.replace(cfg.clever, page_limit=40_000)
             async with running_poller(msgspec.structs.replace(cfg, clever=too_big)) as run:
                 await wait_for(lambda: event_count(redis_client, 30))
-                assert run.poller.status()[world.districts[0].id]["page_limit"] == 10_000
+                assert run.poller.by_id[world.districts[0].id].status()["page_limit"] == 10_000
         assert await stream_ids(redis_client) == feed_ids(world)
 
     async def test_poller_stops_promptly(

@@ -66,7 +66,9 @@ class TestPollerFaults:
             cfg = make_cfg(redis_url, sim.base_url, sim_districts(world), max_backoff_s=0.02)
             async with running_poller(cfg) as run:
                 district = world.districts[0].id
-                await wait_for(lambda: _true(run.poller.status()[district]["state"] == "backoff"))
+                await wait_for(
+                    lambda: _true(run.poller.by_id[district].status()["state"] == "backoff")
+                )
                 sim.set_faults(FaultsPatch(fail_rate=0.0))
                 await wait_for(lambda: event_count(redis_client, 200))
         assert await stream_ids(redis_client) == feed_ids(world)

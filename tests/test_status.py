@@ -160,6 +160,15 @@ class TestStatusSource:
                 "lag": 3,
                 "last_delivered_id": last_read,
             },
+            "district_summary": {
+                "total": 2,
+                "healthy": 1,
+                "unhealthy": 0,
+                "unknown": 1,
+                "shown": 2,
+                "lag_max_s": 120.0,
+                "leases_by_replica": {},
+            },
         }
         assert TOKEN not in msgspec.json.encode(report).decode()
 
@@ -295,6 +304,7 @@ class TestStatusGauges:
     ) -> None:
         """refresh_metrics sets lag, pending, district lag, stream lengths and redis_up."""
         await seed(redis_client, prefix="gz")
+        await redis_client.set("gz:lease:d1", "1|relay-test|n1")  # this replica polls d1
         source = StatusSource(
             cfg=make_config(redis_url, prefix="gz"),
             redis=redis_client,
@@ -306,6 +316,7 @@ class TestStatusGauges:
             "lag": gauge("clever_relay_translator_group_lag"),
             "pending": gauge("clever_relay_translator_group_pending"),
             "d1": gauge("clever_relay_district_lag_seconds", district="d1"),
+            "lag_max": gauge("clever_relay_district_lag_seconds_max"),
             "events": gauge("clever_relay_stream_length", stream="events"),
             "deadletter": gauge("clever_relay_stream_length", stream="deadletter"),
             "students": gauge("clever_relay_stream_length", stream="legacy:students"),
@@ -316,6 +327,7 @@ class TestStatusGauges:
             "lag": 3.0,
             "pending": 2.0,
             "d1": 120.0,
+            "lag_max": 120.0,
             "events": 5.0,
             "deadletter": 1.0,
             "students": 0.0,
@@ -330,3 +342,95 @@ class TestStatusGauges:
         source = StatusSource(cfg=make_config(redis_url), redis=down_redis, health=Health())
         await source.refresh_metrics()
         assert gauge("clever_relay_redis_up") == 0.0
+
+
+class TestStatusAtScale:
+    """A fleet's /status summarizes; per-district series belong to the replica polling them."""
+
+    async def test_status_shows_the_worst_districts_and_counts_all(
+        self, redis_client: aioredis.Redis, redis_url: str
+    ) -> None:
+        """Of 30 districts, the unhealthy one and the 19 largest lags are shown, all counted."""
+        ids = [f"d{i:02d}" for i in range(30)]
+        cfg = validate(
+            {
+                "relay": {"instance": "me"},
+                "clever": {"districts": [{"id": d, "token": "t"} for d in ids]},
+                "redis": {"url": redis_url, "prefix": "ws"},
+            }
+        )
+        for i, d in enumerate(ids):
+            healthy = "0" if d == "d00" else "1"
+            await redis_client.hset(
+                f"ws:pollstate:{d}", mapping={"healthy": healthy, "newest_created": iso(NOW - i)}
+            )
+            await redis_client.set(f"ws:lease:{d}", f"1|{'me' if i % 2 else 'other'}|n")
+        source = StatusSource(cfg=cfg, redis=redis_client, health=Health(), clock=lambda: NOW)
+        report = await source.report()
+        assert [d.id for d in report.districts] == ["d00", *(f"d{i}" for i in range(29, 10, -1))]
+        assert msgspec.to_builtins(report.district_summary) == {
+            "total": 30,
+            "healthy": 29,
+            "unhealthy": 1,
+            "unknown": 0,
+            "shown": 20,
+            "lag_max_s": 29.0,
+            "leases_by_replica": {"me": 15, "other": 15},
+        }
+        assert report.leases == {
+            d.id: "me" if int(d.id[1:]) % 2 else "other" for d in report.districts
+        }
+
+    async def test_status_of_one_district_in_full(
+        self, redis_client: aioredis.Redis, redis_url: str
+    ) -> None:
+        """One district's stored state, lease holder and this replica's poller view."""
+        await seed(redis_client)
+        await redis_client.set("st:lease:d1", "3|relay-a|n")
+        source = StatusSource(
+            cfg=make_config(redis_url),
+            redis=redis_client,
+            health=Health(),
+            detail=lambda d: {"phase": "caught_up"} if d == "d1" else None,
+            clock=lambda: NOW,
+        )
+        detail = await source.district("d1")
+        assert msgspec.to_builtins(detail) == {
+            "district": {
+                "id": "d1",
+                "cursor": CURSOR,
+                "healthy": True,
+                "last_success": 1700000090.5,
+                "last_error": "timeout: Clever did not answer in 30 s",
+                "last_error_at": 1700000080.25,
+                "newest_created": iso(NOW - 120),
+                "lag_s": 120.0,
+                "source": "static",
+                "phase": "polling",
+                "onboarding": None,
+            },
+            "lease_holder": "relay-a",
+            "poller": {"phase": "caught_up"},
+        }
+        assert await source.district("nope") is None
+
+    async def test_per_district_lag_only_for_districts_polled_here(
+        self, redis_client: aioredis.Redis, redis_url: str
+    ) -> None:
+        """A district another replica polls has no lag series here; the maximum is global."""
+        await seed(redis_client, prefix="pz")
+        await redis_client.hset("pz:pollstate:d2", "newest_created", iso(NOW - 300))
+        await redis_client.set("pz:lease:d1", "1|relay-test|n")
+        await redis_client.set("pz:lease:d2", "1|relay-b|n")
+        source = StatusSource(
+            cfg=make_config(redis_url, prefix="pz"),
+            redis=redis_client,
+            health=Health(),
+            clock=lambda: NOW,
+        )
+        await source.refresh_metrics()
+        assert (
+            gauge("clever_relay_district_lag_seconds", district="d1"),
+            gauge("clever_relay_district_lag_seconds", district="d2"),
+            gauge("clever_relay_district_lag_seconds_max"),
+        ) == (120.0, None, 300.0)

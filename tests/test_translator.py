@@ -12,7 +12,6 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from relay.backoff import Backoff
 from relay.errors import CleverError, StreamIdError
 from relay.health import Health
 from relay.messages import encode, normalize
@@ -408,7 +407,7 @@ class TestTranslator:
             [event("sections.created", section(object_id(0x5008), DISTRICT_A, [tuid]))],
         )
         translator = make(cfg, clever=clever)
-        translator._retry = Backoff(cap_s=0.9, base_s=0.8, rng=lambda: 1.0)  # each wait > TTL
+        translator.holds.base_s, translator.holds.cap_s = 0.8, 0.9  # each wait > TTL
         async with running(translator):
             await eventually(lambda: drained(redis_client), what="drained")
             assert translator.lease.fence == 1

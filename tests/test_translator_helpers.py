@@ -260,7 +260,8 @@ async def eventually(
 
 
 async def drained(redis: aioredis.Redis, group: str = "legacy-translator") -> bool:
-    """True once the group has delivered and acknowledged every entry of the events stream."""
+    """True once the group has delivered and acknowledged every entry of the events stream and
+    no entry is held back."""
     try:
         groups = await redis.xinfo_groups(KEYS.events)
     except Exception:
@@ -269,7 +270,9 @@ async def drained(redis: aioredis.Redis, group: str = "legacy-translator") -> bo
         if info["name"].decode() == group:
             last = await raw_range(redis, KEYS.events, reverse=True, count=1)
             top = last[0][0] if last else b"0-0"
-            return bool(info["pending"] == 0 and info["last-delivered-id"] == top)
+            if info["pending"] != 0 or info["last-delivered-id"] != top:
+                return False
+            return not await redis.exists(KEYS.translator_held)
     return False
 
 

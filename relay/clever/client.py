@@ -36,7 +36,7 @@ from relay.errors import (
 )
 from relay.logs import get_logger
 from relay.messages import EventsPage
-from relay.metrics import POLL_ERRORS, POLL_REQUESTS
+from relay.metrics import POLL_ERRORS, POLL_REQUESTS, district_label
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
@@ -201,7 +201,7 @@ class CleverClient:
     async def _get(self, path: str, params: Mapping[str, str]) -> tuple[int, bytes | bytearray]:
         """One GET after the rate limiter allows it; 429 and transport failures raise."""
         await self.limiter.acquire()
-        POLL_REQUESTS.labels(self.district).inc()
+        POLL_REQUESTS.inc()
         url = f"{self.base_url}{self.api_prefix}{path}"
         headers = self._headers
         try:
@@ -279,7 +279,7 @@ async def call_with_retries(
         try:
             return await fn()
         except CleverError as exc:
-            POLL_ERRORS.labels(district, exc.kind).inc()
+            POLL_ERRORS.labels(district_label(district), exc.kind).inc()
             delay = 0.0 if exc.kind == "rate_limited" else backoff.next_delay()
             log.warning(
                 "clever_request_failed",

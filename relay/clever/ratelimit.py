@@ -14,7 +14,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
-from relay.metrics import RATE_LIMIT_WAIT
+from relay.metrics import RATE_LIMIT_WAIT, district_label
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -87,7 +87,7 @@ class RateLimiter:
         """Wait until a request may be sent without exceeding the window, then take one."""
         wait = self.delay()
         if wait > 0:
-            RATE_LIMIT_WAIT.labels(self.district).inc(wait)
+            RATE_LIMIT_WAIT.labels(district_label(self.district)).inc(wait)
             self.waited_s += wait
             await asyncio.sleep(wait)
             # The window has reset: the next response tells us the new count.

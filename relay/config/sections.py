@@ -130,6 +130,9 @@ class CleverSection(Section, frozen=True):
     auth_retry_s: PositiveSeconds = 300.0
     """How long a district whose token Clever refused waits before trying again."""
     on_cursor_lost: Literal["fail", "latest"] = "fail"
+    retention_check_interval_s: Annotated[float, Meta(gt=0, le=86400)] = 300.0
+    """How often a quiet district with a cursor near Clever's retention asks for the newest
+    event (the lost-cursor check): at most once per this, not on every empty page."""
     rate_limit_reserve: Annotated[int, Meta(ge=0)] = 5
     """Requests kept in hand before ``X-RateLimit-Remaining`` reaches 0; then wait for reset."""
     api_version: ApiVersion = "v3.0"
@@ -178,6 +181,9 @@ class HttpSection(Section, frozen=True):
 
     host: str = "0.0.0.0"  # noqa: S104 - a container's server must listen on all interfaces
     port: Annotated[int, Meta(ge=1, le=65535)] = 8080
+    per_district_metrics: bool = True
+    """Export per-district series (lag, up, cursor age, per-district counters) on /metrics;
+    off, only aggregates remain (for fleets of thousands of districts)."""
     console_token_env: str | None = None
     """Environment variable holding the web console's sign-in token; the console is off unless
     this or ``console_token_file`` is set (docs/console.md)."""

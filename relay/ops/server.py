@@ -97,7 +97,10 @@ async def get_metrics(request: web.Request) -> web.Response:
 
 
 async def get_status(request: web.Request) -> web.Response:
-    """The JSON status report (docs/operations.md)."""
+    """The JSON status report (docs/operations.md); ``?district=<id>``: that district in full."""
+    district = request.query.get("district")
+    if district is not None:
+        return await _district_status(request, district)
     report = await request.app[STATUS_KEY].report()
     # Components report their own state; scrub any registered secret they might echo.
     text = scrub(msgspec.json.encode(report).decode())
@@ -108,6 +111,19 @@ def _error(request: web.Request, status: int, message: str) -> web.Response:
     """The JSON error body: Clever's ``{"message"}`` under ``/v2.*``, ``{"error"}`` elsewhere."""
     key = "message" if request.path.startswith("/v2.") else "error"
     return _json({key: message}, status=status)
+
+
+async def _district_status(request: web.Request, district: str) -> web.Response:
+    source = request.app[STATUS_KEY]
+    try:
+        detail = await source.district(district)
+    except (RedisError, OSError, TimeoutError) as exc:
+        return _json({"error": describe_redis_error(exc)}, status=503)
+    if detail is None:
+        return _json({"error": "no such district"}, status=404)
+    return web.Response(
+        text=scrub(msgspec.json.encode(detail).decode()), content_type="application/json"
+    )
 
 
 @web.middleware
@@ -162,6 +178,7 @@ class OpsServer:
         health: shared heartbeats and readiness state.
         status: a ready :class:`StatusSource`, or the service's callable returning what each
             component says about itself (a ``StatusSource`` is then built around it).
+        detail: what this replica's poller says about one district (``/status?district=``).
     """
 
     def __init__(
@@ -171,11 +188,14 @@ class OpsServer:
         redis: aioredis.Redis,
         health: Health,
         status: StatusSource | Callable[[], Mapping[str, Any]] | None = None,
+        detail: Callable[[str], Mapping[str, Any] | None] | None = None,
     ) -> None:
         if isinstance(status, StatusSource):
             source = status
         else:
-            source = StatusSource(cfg=cfg, redis=redis, health=health, components=status)
+            source = StatusSource(
+                cfg=cfg, redis=redis, health=health, components=status, detail=detail
+            )
         self.app = build_app(cfg=cfg, redis=redis, health=health, status=source)
         self._host = cfg.http.host
         self._port = cfg.http.port

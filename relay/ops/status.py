@@ -6,12 +6,18 @@ replica last happened to write: the poller of a district may run in another pod.
 not answer, the report still comes back, with ``redis.reachable`` false and the Redis-derived
 parts empty, and ``/metrics`` still answers with ``clever_relay_redis_up 0``.
 
+At fleet scale (thousands of districts) the report summarizes: counts of healthy, unhealthy
+and unknown districts, the worst :data:`WORST_SHOWN` by health and lag in full, and any single
+district in full on request (``/status?district=<id>``). A scrape reads only what the gauges
+need (two commands per district, not three).
+
 Tokens never appear here: a district is shown by id only (docs/operations.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import socket
 import time
@@ -24,7 +30,14 @@ from redis.exceptions import RedisError, ResponseError
 
 from relay import __version__
 from relay.district_leases import lease_holder
-from relay.metrics import DISTRICT_LAG, REGISTRY, TRANSLATOR_LAG, TRANSLATOR_PENDING
+from relay.metrics import (
+    DISTRICT_LAG,
+    DISTRICT_LAG_MAX,
+    REGISTRY,
+    TRANSLATOR_LAG,
+    TRANSLATOR_PENDING,
+    per_district,
+)
 from relay.poller.fleet.registry import describe, discovered_districts
 from relay.redis.keys import Keys
 from relay.translate.group import group_lag
@@ -38,6 +51,8 @@ if TYPE_CHECKING:
     from relay.health import Health
 
 REDIS_TIMEOUT_S = 1.0
+WORST_SHOWN = 20
+"""Districts shown in full in ``/status`` (unhealthy first, then by lag)."""
 
 STREAM_LENGTH = Gauge(
     "clever_relay_stream_length",
@@ -80,6 +95,29 @@ class DistrictStatus(msgspec.Struct, frozen=True, kw_only=True):
     """``onboarding``, ``polling``, ``unauthorized`` or ``removed``."""
     onboarding: dict[str, Any] | None = None
     """Discovered districts onboarded by sync: v2 objects written and whether it is done."""
+
+
+class DistrictSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """Counts over every configured district, and how many ``districts`` shows in full."""
+
+    total: int
+    healthy: int
+    unhealthy: int
+    unknown: int
+    """No poller has recorded anything for these yet."""
+    shown: int
+    lag_max_s: float | None
+    leases_by_replica: dict[str, int]
+    """Replica (instance name) → how many district leases it holds."""
+
+
+class DistrictDetail(msgspec.Struct, frozen=True, kw_only=True):
+    """One district in full (``/status?district=<id>``)."""
+
+    district: DistrictStatus
+    lease_holder: str | None
+    poller: dict[str, Any] | None
+    """This replica's poller for the district (phase, cursor, last error), if it has one."""
 
 
 class GroupStatus(msgspec.Struct, frozen=True, kw_only=True):
@@ -127,15 +165,20 @@ class StatusReport(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     reasons: list[str]
     stuck: list[str]
     loops: dict[str, LoopStatus]
+    """Every loop, but of the per-district poller loops only the :data:`WORST_SHOWN` that
+    ticked longest ago (``stuck`` still names every stuck one)."""
     redis: RedisStatus
     districts: list[DistrictStatus]
+    """The worst :data:`WORST_SHOWN` districts: unhealthy first, then by lag (all of them in a
+    small deployment)."""
     streams: dict[str, int]
     """XLEN by full key name, e.g. ``clever:legacy:students``."""
     translator: GroupStatus | None
     leases: dict[str, str] = msgspec.field(default_factory=dict)
-    """District id → the replica (instance name) whose lease lets it poll that district now;
-    districts nobody holds are absent, and so is the whole section when nobody holds any
-    (scale-out, ``<p>:lease:<district>``)."""
+    """District id → the replica (instance name) whose lease lets it poll that district now,
+    for the districts shown; districts nobody holds are absent, and so is the whole section
+    when nobody holds any (scale-out, ``<p>:lease:<district>``)."""
+    district_summary: DistrictSummary | None = None
 
 
 class _Snapshot(msgspec.Struct, frozen=True, kw_only=True):
@@ -143,6 +186,34 @@ class _Snapshot(msgspec.Struct, frozen=True, kw_only=True):
     streams: dict[str, int]
     group: GroupStatus
     leases: dict[str, str]
+
+
+def worst(districts: list[DistrictStatus], n: int) -> list[DistrictStatus]:
+    """The ``n`` districts most in need of a look: unhealthy, then largest lag, then unknown."""
+
+    def key(d: DistrictStatus) -> tuple[int, float]:
+        rank = 0 if d.healthy is False else (2 if d.healthy is None and d.lag_s is None else 1)
+        return rank, -(d.lag_s or 0.0)
+
+    return sorted(districts, key=key)[:n]
+
+
+def summarize(snapshot: _Snapshot, shown: int) -> DistrictSummary:
+    """Counts over every district of ``snapshot``."""
+    ds = snapshot.districts
+    lags = [d.lag_s for d in ds if d.lag_s is not None]
+    by_replica: dict[str, int] = {}
+    for holder in snapshot.leases.values():
+        by_replica[holder] = by_replica.get(holder, 0) + 1
+    return DistrictSummary(
+        total=len(ds),
+        healthy=sum(1 for d in ds if d.healthy is True),
+        unhealthy=sum(1 for d in ds if d.healthy is False),
+        unknown=sum(1 for d in ds if d.healthy is None),
+        shown=shown,
+        lag_max_s=max(lags) if lags else None,
+        leases_by_replica=dict(sorted(by_replica.items())),
+    )
 
 
 def _text(value: Any) -> str:
@@ -189,6 +260,7 @@ class StatusSource:
         redis: the service's client; every query is bounded by ``timeout_s``.
         health: heartbeats, draining flag, Redis problems and warnings.
         components: what each running component says about itself; none when omitted.
+        detail: what this replica's poller says about one district (None: not polled here).
         clock: Unix time source (tests pin it).
         timeout_s: bound on the Redis queries of one report.
     """
@@ -200,11 +272,13 @@ class StatusSource:
         redis: aioredis.Redis,
         health: Health,
         components: Callable[[], Mapping[str, Any]] | None = None,
+        detail: Callable[[str], Mapping[str, Any] | None] | None = None,
         clock: Callable[[], float] = time.time,
         timeout_s: float = REDIS_TIMEOUT_S,
     ) -> None:
         self._cfg = cfg
         self._components = components
+        self._detail = detail
         self._redis = redis
         self._health = health
         self._clock = clock
@@ -220,6 +294,8 @@ class StatusSource:
     async def report(self) -> StatusReport:
         """Build the ``/status`` document and refresh the gauges from the same reading."""
         snapshot, error = await self._read()
+        shown = worst(snapshot.districts, WORST_SHOWN) if snapshot else []
+        leases = snapshot.leases if snapshot else {}
         health = self._health
         now_mono = time.monotonic()
         reasons = readiness_reasons(health, error)
@@ -233,27 +309,53 @@ class StatusSource:
             draining=health.draining,
             reasons=reasons,
             stuck=health.stuck(),
-            loops={
-                name: LoopStatus(
-                    age_s=round(now_mono - loop.last_tick, 3), deadline_s=loop.deadline_s
-                )
-                for name, loop in sorted(health.loops.items())
-            },
+            loops=_loops(health, now_mono),
             redis=RedisStatus(
                 reachable=error is None,
                 error=error,
                 problems=dict(sorted(health.problems.items())),
                 warnings=dict(sorted(health.warnings.items())),
             ),
-            districts=snapshot.districts if snapshot else [],
+            districts=shown,
             streams=snapshot.streams if snapshot else {},
             translator=snapshot.group if snapshot else None,
-            leases=snapshot.leases if snapshot else {},
+            leases={d.id: leases[d.id] for d in shown if d.id in leases},
+            district_summary=summarize(snapshot, len(shown)) if snapshot else None,
+        )
+
+    async def district(self, district: str) -> DistrictDetail | None:
+        """One district (configured or discovered) in full; None if the relay does not know it.
+
+        Raises:
+            RedisError, OSError, TimeoutError: Redis did not answer.
+        """
+        keys = self._keys
+        static = district in {d.id for d in self._cfg.clever.districts}
+        async with asyncio.timeout(self._timeout_s):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                _ = pipe.get(keys.cursor(district))
+                _ = pipe.hgetall(keys.poll_state(district))
+                _ = pipe.get(keys.lease(district))
+                _ = pipe.hgetall(keys.fleet(district))
+                cursor, state, lease, fleet = await pipe.execute()
+        if not static and not fleet:
+            return None
+        poller = self._detail(district) if self._detail else None
+        return DistrictDetail(
+            district=_district(district, cursor, state, self._clock(), fleet=fleet, static=static),
+            lease_holder=lease_holder(lease),
+            poller=None if poller is None else dict(poller),
         )
 
     async def refresh_metrics(self) -> None:
         """Update the Redis-derived gauges; never raises (a scrape must answer)."""
-        await self._read()
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                streams, group, lags = await self._collect_gauges()
+        except (RedisError, OSError, TimeoutError):
+            REDIS_UP.set(0)
+            return
+        self._set_gauges(streams, group, lags)
 
     async def _read(self) -> tuple[_Snapshot | None, str | None]:
         """One bounded reading of Redis, applied to the gauges; ``(None, reason)`` on failure."""
@@ -331,17 +433,75 @@ class StatusSource:
                 )
         return missing
 
+    async def _collect_gauges(
+        self,
+    ) -> tuple[dict[str, int], GroupStatus, dict[str, tuple[float | None, str | None]]]:
+        """What the gauges need: stream lengths, the group, and per district its lag and lease
+        holder (two commands per district: the scrape of a large fleet stays cheap)."""
+        keys = self._keys
+        static = [d.id for d in self._cfg.clever.districts]
+        districts = static + await discovered_districts(self._redis, keys, self._cfg, static)
+        pipe = self._redis.pipeline(transaction=False)
+        for stream in self._streams:
+            _ = pipe.xlen(stream)
+        for district in districts:
+            _ = pipe.hget(keys.poll_state(district), "newest_created")
+            _ = pipe.get(keys.lease(district))
+        replies = await pipe.execute()
+        now, n = self._clock(), len(self._streams)
+        lengths = dict(zip(self._streams, replies[:n], strict=True))
+        lags = {
+            district: (
+                _lag_s(None if created is None else _text(created), now),
+                lease_holder(lease),
+            )
+            for district, created, lease in zip(
+                districts, replies[n::2], replies[n + 1 :: 2], strict=True
+            )
+        }
+        return lengths, await self._group(lengths[keys.events]), lags
+
     def _update_gauges(self, snapshot: _Snapshot) -> None:
+        lags = {d.id: (d.lag_s, snapshot.leases.get(d.id)) for d in snapshot.districts}
+        self._set_gauges(snapshot.streams, snapshot.group, lags)
+
+    def _set_gauges(
+        self,
+        streams: dict[str, int],
+        group: GroupStatus,
+        lags: dict[str, tuple[float | None, str | None]],
+    ) -> None:
+        """Set the gauges. Per-district lag is this replica's to export only for the districts
+        it polls (all of them if it runs no poller), so a fleet's series are not multiplied by
+        the replicas; the maximum over all districts is always there."""
         REDIS_UP.set(1)
         prefix = f"{self._keys.prefix}:"
-        for key, length in snapshot.streams.items():
+        for key, length in streams.items():
             STREAM_LENGTH.labels(key.removeprefix(prefix)).set(length)
-        group = snapshot.group
         TRANSLATOR_PENDING.set(group.pending)
         TRANSLATOR_LAG.set(math.nan if group.lag is None else group.lag)
-        for district in snapshot.districts:
-            if district.lag_s is not None:
-                DISTRICT_LAG.labels(district.id).set(district.lag_s)
+        values = [lag for lag, _ in lags.values() if lag is not None]
+        DISTRICT_LAG_MAX.set(max(values) if values else math.nan)
+        mine = "poller" not in self._cfg.relay.components
+        for district, (lag, holder) in lags.items():
+            if lag is None or not per_district():
+                continue
+            if mine or holder == self.instance:
+                DISTRICT_LAG.labels(district).set(lag)
+            else:
+                with contextlib.suppress(KeyError):
+                    DISTRICT_LAG.remove(district)
+
+
+def _loops(health: Health, now_mono: float) -> dict[str, LoopStatus]:
+    """The loops for ``/status``: a fleet's thousands of district loops would drown the rest."""
+    districts = [(n, loop) for n, loop in health.loops.items() if n.startswith("poller:")]
+    shown = sorted(districts, key=lambda item: item[1].last_tick)[:WORST_SHOWN]
+    others = [(n, loop) for n, loop in health.loops.items() if not n.startswith("poller:")]
+    return {
+        name: LoopStatus(age_s=round(now_mono - loop.last_tick, 3), deadline_s=loop.deadline_s)
+        for name, loop in sorted(others + shown, key=lambda item: item[0])
+    }
 
 
 def _district(

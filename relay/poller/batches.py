@@ -26,7 +26,7 @@ import msgspec
 
 from relay.errors import CleverError, InvalidEvent
 from relay.messages import EventMessage, encode, normalize
-from relay.metrics import DEAD_LETTERED, EVENTS_POLLED
+from relay.metrics import DEAD_LETTERED, EVENTS_POLLED, district_label
 from relay.poller.publish import CHUNK_EVENTS, Batch, is_event_id
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ def iter_batches(
 
     Call :func:`page_end_cursor` first: it guarantees every chunk has a cursor to move to.
     """
-    EVENTS_POLLED.labels(district).inc(len(page.data))
+    EVENTS_POLLED.labels(district_label(district)).inc(len(page.data))
     for start, end in chunk_bounds(len(page.data)):
         batch = _build_batch(page.data[start:end], district, expected, api_version)
         if batch.new_cursor is None:

@@ -4,9 +4,11 @@ Clever answers 400/404 to a ``starting_after`` it does not know (:class:`CursorL
 client). A quiet district with an old cursor is the subtle case (docs/clever-api.md): an empty page
 is normal for a district with no changes, so it is *not* a lost cursor by itself. Only when the
 cursor's ObjectId time is older than Clever's 30-day retention does the poller also ask for the
-feed's newest event id; if Clever has a newer event than the cursor, it asks once more for what
-follows the cursor (an event may have arrived between the two requests), and only if that is still
-empty is the cursor lost.
+feed's newest event id, and then at most once per ``retention_check_interval_s`` per district (a
+quiet district costs one request per poll, not two; a lost cursor is still detected within that
+interval plus one poll interval, docs/operations.md); if Clever has a newer event than the
+cursor, it asks once more for what follows the cursor (an event may have arrived between the
+two requests), and only if that is still empty is the cursor lost.
 
 Either way one ``relay.cursor_lost`` control entry goes on the events stream (once per lost
 cursor, however often the process restarts), then the district stops (``on_cursor_lost =
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING
 from relay.errors import CursorLostError
 from relay.logs import get_logger
 from relay.messages import CURSOR_LOST, ControlMessage, encode
-from relay.metrics import DISTRICT_UP, POLL_ERRORS
+from relay.metrics import POLL_ERRORS, district_label
 from relay.poller.publish import Batch, is_event_id
 
 if TYPE_CHECKING:
@@ -42,9 +44,18 @@ async def check_quiet_cursor(poller: DistrictPoller) -> None:
     Raises:
         CursorLostError: Clever has newer events than the cursor but returns none after it.
     """
-    cursor = poller.cursor
-    if cursor is None or cursor_age_s(cursor) <= OLD_CURSOR_S:
+    now = time.monotonic()
+    if now < poller.retention_check_at:  # the common case: one comparison per quiet poll
         return
+    cursor = poller.cursor
+    age_s = 0.0 if cursor is None else cursor_age_s(cursor)
+    interval_s = poller.cfg.clever.retention_check_interval_s
+    if cursor is None or age_s <= OLD_CURSOR_S:
+        # Young: nothing to check until it is old (a newer cursor is younger still; a cursor
+        # set older by hand comes with a resync, which clears this).
+        poller.retention_check_at = now + min(interval_s, OLD_CURSOR_S - age_s)
+        return
+    poller.retention_check_at = now + interval_s
     latest = await poller.retrying(poller.client.latest_event_id)
     if latest is None or latest <= cursor:
         return
@@ -57,8 +68,8 @@ async def report_cursor_lost(poller: DistrictPoller, exc: CursorLostError) -> bo
     """Put the control entry on the stream; returns True when polling goes on (``latest``)."""
     poller.drop_prefetch()
     mode = poller.cfg.clever.on_cursor_lost
-    POLL_ERRORS.labels(poller.id, "cursor_lost").inc()
-    DISTRICT_UP.labels(poller.id).set(0)
+    POLL_ERRORS.labels(district_label(poller.id), "cursor_lost").inc()
+    poller.set_up(0)
     resumed = await poller.retrying(poller.client.latest_event_id) if mode == "latest" else None
     reason = f"Clever answered {exc.status} to starting_after={exc.cursor}"
     if exc.status == 200:

@@ -16,6 +16,7 @@ outcome is unknown is neither lost nor repeated. Start positions live in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,7 +37,15 @@ from relay.errors import (
     Stopped,
 )
 from relay.logs import get_logger, register_secret
-from relay.metrics import CURSOR_AGE, DISTRICT_LAG, DISTRICT_UP, EVENTS_PUBLISHED, POLL_ERRORS
+from relay.metrics import (
+    CURSOR_AGE,
+    DISTRICT_LAG,
+    DISTRICT_UP,
+    EVENTS_PUBLISHED,
+    POLL_ERRORS,
+    district_label,
+    per_district,
+)
 from relay.poller.batches import iter_batches, page_end_cursor
 from relay.poller.cursor_lost import check_quiet_cursor, report_cursor_lost
 from relay.poller.prefetch import PrefetchBudget, Prefetcher
@@ -48,6 +57,7 @@ if TYPE_CHECKING:
 
     import aiohttp
     import redis.asyncio as aioredis
+    from prometheus_client import Gauge
 
     from relay.config import Config, District
     from relay.health import Health
@@ -63,6 +73,10 @@ RATE_WINDOW_S = 60.0
 HEALTH_MARGIN_S = 30.0
 UNHEALTHY_AFTER = 3
 """Consecutive transient failures before the district shows as unhealthy in /status."""
+QUIET_STATE_EVERY_S = 30.0
+"""A quiet district refreshes ``last_success`` in its poll-state hash at most this often
+(every empty page did: one Redis write per poll, the largest share of a quiet fleet's cost);
+the first success after an error is always written at once."""
 
 
 @dataclass
@@ -129,11 +143,19 @@ class DistrictPoller:
         self.last_error: str | None = None
         self.last_error_at: float | None = None
         self._synced = False
+        self.retention_check_at = 0.0
+        """``time.monotonic()`` before which an old quiet cursor is not re-checked."""
         self._ahead: Prefetcher[_Page] = Prefetcher(budget or PrefetchBudget(), district.id)
         self._redis_backoff = Backoff(cap_s=cfg.clever.max_backoff_s)
         self._stop = asyncio.Event()
+        self._stopping: asyncio.Task[bool] | None = None
+        """One waiter on ``_stop`` per run, shared by every fetch (not a new task per poll)."""
+        self._interrupt: asyncio.Timeout | None = None
+        """The fetch in progress in the loop's own task, which ``stop`` interrupts."""
+        self._state_written_at = -QUIET_STATE_EVERY_S
+        self._up: Gauge | None = None
+        """This district's ``clever_relay_district_up`` while this replica polls it."""
         self._progress_at = time.monotonic()
-        CURSOR_AGE.labels(self.id).set_function(lambda: time.monotonic() - self._progress_at)
 
     def set_token(self, token: str) -> None:
         """Use a rotated token from the next request on: no restart, the cursor stays."""
@@ -177,15 +199,21 @@ class DistrictPoller:
         c = self.cfg.clever
         deadline_s = c.request_timeout_s + c.poll_interval_s + c.max_backoff_s + RATE_WINDOW_S
         self.health.register(self.name, deadline_s=deadline_s + HEALTH_MARGIN_S)
-        DISTRICT_UP.labels(self.id).set(1)
+        self._series(present=True)
+        self.set_up(1)
+        self._stopping = asyncio.create_task(stop.wait())
+        self._stopping.add_done_callback(self._on_stop)
         try:
             await self._loop()
         finally:
+            self._stopping.cancel()
             self.drop_prefetch()
             self.health.unregister(self.name)
             self.lease = None
             if self.state not in ("cursor_lost", "lease_lost"):
                 self.state = "stopped"
+            if self.state != "cursor_lost":  # a parked district keeps showing up = 0
+                self._series(present=False)
             log.info("district_stopped", district=self.id, cursor=self.cursor, state=self.state)
 
     async def _loop(self) -> None:
@@ -194,7 +222,7 @@ class DistrictPoller:
             try:
                 if not self._synced:
                     await self._sync_cursor()
-                    self._synced = True
+                    self._synced, self.retention_check_at = True, 0.0
                 await self._step()
             except (Stopped, LeaseLostError) as exc:
                 self._ended(exc)
@@ -213,6 +241,23 @@ class DistrictPoller:
             except Exception as exc:  # the loop boundary: log, wait, carry on (STYLE §7)
                 log.exception("poll_loop_failed", district=self.id, error=repr(exc))
                 await self._resync(exc)
+
+    def _series(self, *, present: bool) -> None:
+        """Create (or remove) this district's gauges: only the replica polling it exports them,
+        and none at all with ``[http] per_district_metrics = false``."""
+        if present and per_district():
+            self._up = DISTRICT_UP.labels(self.id)
+            CURSOR_AGE.labels(self.id).set_function(lambda: time.monotonic() - self._progress_at)
+            return
+        self._up = None
+        for gauge in (DISTRICT_UP, CURSOR_AGE, DISTRICT_LAG):
+            with contextlib.suppress(KeyError):
+                gauge.remove(self.id)
+
+    def set_up(self, value: int) -> None:
+        """Set ``clever_relay_district_up`` (when this district's series exist)."""
+        if self._up is not None:
+            self._up.set(value)
 
     def _ended(self, exc: Exception) -> None:
         """The loop ends: asked to stop, or another replica holds the lease now."""
@@ -240,7 +285,7 @@ class DistrictPoller:
             return
         if self.state != "polling":
             self.state = self.phase = "polling"
-            DISTRICT_UP.labels(self.id).set(1)
+            self.set_up(1)
         ahead = fetched.end_cursor
         self._ahead.start(ahead, fetched.size_bytes, lambda: self._fetch(ahead))
         # Only the envelope stays referenced; each chunk's encodings are dropped once published.
@@ -256,20 +301,42 @@ class DistrictPoller:
 
     async def _next_page(self) -> _Page | None:
         task = self._ahead.take(self.cursor)
-        if task is None:
-            task = asyncio.create_task(self._fetch(self.cursor), name=f"fetch:{self.id}")
-        return await self._until_stop(task)
+        if task is not None:
+            return await self._until_stop(task)
+        return await self._fetch_unless_stopped()
+
+    async def _fetch_unless_stopped(self) -> _Page | None:
+        """Fetch in this task; ``stop`` interrupts it the way a timeout would (nothing is
+        written yet). A quiet district does this every poll: no task and no wait set per poll
+        (they were a large share of a quiet fleet's CPU)."""
+        if self._stop.is_set():
+            return None
+        interrupt = self._interrupt = asyncio.timeout(None)
+        try:
+            async with interrupt:
+                return await self._fetch(self.cursor)
+        except TimeoutError:
+            if interrupt.expired() and self._stop.is_set():
+                return None
+            raise
+        finally:
+            self._interrupt = None
+
+    def _on_stop(self, _: object) -> None:
+        """``stop`` was set: interrupt the fetch in progress, if any."""
+        if self._interrupt is not None:
+            self._interrupt.reschedule(asyncio.get_running_loop().time())
 
     async def _until_stop(self, task: asyncio.Task[_Page]) -> _Page | None:
         """Await ``task`` unless ``stop`` comes first (then cancel it: nothing is written yet)."""
-        stopper = asyncio.create_task(self._stop.wait())
+        stopper = self._stopping
+        if stopper is None or stopper.cancelled():  # called outside run()
+            stopper = self._stopping = asyncio.create_task(self._stop.wait())
         try:
             await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
             task.cancel()  # a hard shutdown must not leave the fetch running on a closed session
             raise
-        finally:
-            stopper.cancel()
         if not task.done():
             task.cancel()
             return None
@@ -327,7 +394,7 @@ class DistrictPoller:
             self.last_error, self.last_error_at = exc.kind, time.time()
             if backoff.attempt >= UNHEALTHY_AFTER:
                 self.state = "backoff"
-                DISTRICT_UP.labels(self.id).set(0)
+                self.set_up(0)
                 self.record_error(exc.kind)
 
         return await call_with_retries(
@@ -345,8 +412,8 @@ class DistrictPoller:
         self.cursor = batch.new_cursor
         self._progress_at = time.monotonic()
         if batch.event_count:
-            EVENTS_PUBLISHED.labels(self.id).inc(batch.event_count)
-        if batch.newest_created:
+            EVENTS_PUBLISHED.labels(district_label(self.id)).inc(batch.event_count)
+        if batch.newest_created and self._up is not None:
             DISTRICT_LAG.labels(self.id).set(_lag_s(batch.newest_created))
 
     async def _caught_up(self, requested_at: float) -> None:
@@ -358,12 +425,14 @@ class DistrictPoller:
         """
         await check_quiet_cursor(self)
         self.state, self.phase = "caught_up", "polling"
-        self._progress_at = time.monotonic()
-        DISTRICT_UP.labels(self.id).set(1)
-        await self.redis.hset(
-            self.keys.poll_state(self.id),
-            mapping={"last_success": repr(time.time()), "healthy": "1"},
-        )
+        now = self._progress_at = time.monotonic()
+        self.set_up(1)
+        if now - self._state_written_at >= QUIET_STATE_EVERY_S:
+            await self.redis.hset(
+                self.keys.poll_state(self.id),
+                mapping={"last_success": repr(time.time()), "healthy": "1"},
+            )
+            self._state_written_at = now
         waited_s = time.monotonic() - requested_at
         await sleep_or_stop(self.cfg.clever.poll_interval_s - waited_s, self._stop)
 
@@ -377,8 +446,8 @@ class DistrictPoller:
         if not self.client.token_refused():
             return
         self.state = self.phase = "unauthorized"
-        DISTRICT_UP.labels(self.id).set(0)
-        POLL_ERRORS.labels(self.id, "auth").inc()
+        self.set_up(0)
+        POLL_ERRORS.labels(district_label(self.id), "auth").inc()
         retry_s = self.cfg.clever.auth_retry_s
         log.error("clever_token_refused", district=self.id, status=exc.status, retry_in_s=retry_s)
         self.record_error("auth")
@@ -394,6 +463,7 @@ class DistrictPoller:
         """Remember the error and mirror it to the poll-state hash (best effort)."""
         now = time.time()
         self.last_error, self.last_error_at = kind, now
+        self._state_written_at = -QUIET_STATE_EVERY_S  # the next success is written at once
         mapping = {"last_error": kind, "last_error_at": repr(now), "healthy": "0"}
         task = asyncio.create_task(self._write_state(mapping))
         _background.add(task)

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from relay.config import District
 from relay.district_leases import LeaseRunner, LeaseTable
-from relay.metrics import CURSOR_AGE, DISTRICT_LAG, DISTRICT_UP
+from relay.metrics import CURSOR_AGE, DISTRICT_LAG, DISTRICT_UP, DISTRICTS
 from relay.poller.district import DistrictPoller
 from relay.poller.prefetch import PrefetchBudget
 from relay.poller.publish import Publisher
@@ -31,6 +33,12 @@ if TYPE_CHECKING:
     from relay.poller.fleet.discovery import Fleet
     from relay.poller.fleet.onboarding import Onboarding
     from relay.redis.keys import Keys
+
+PHASES = ("starting", "polling", "caught_up", "backoff", "unauthorized", "cursor_lost")
+"""Phases of a held district (``DistrictPoller.state``) counted by ``clever_relay_districts``."""
+NORMAL_PHASES = frozenset(("starting", "polling", "caught_up"))
+ATTENTION_SHOWN = 20
+"""Districts not polling normally shown in full in the poller's ``/status`` summary."""
 
 
 class Poller:
@@ -73,6 +81,8 @@ class Poller:
             ttl_s=cfg.relay.lease_ttl_s,
         )
         self.leases = LeaseRunner(table=table, work=dict(self.by_id), health=health)
+        for phase in PHASES:
+            DISTRICTS.labels(phase).set_function(functools.partial(self.count_phase, phase))
         self.fleet: Fleet | None = None
         if cfg.clever.discovery is not None:
             from relay.poller.fleet.discovery import Fleet
@@ -127,9 +137,34 @@ class Poller:
             return
         await asyncio.gather(self.fleet.run(stop), self.leases.run(stop))
 
-    def status(self) -> dict[str, dict[str, object]]:
-        """Per district: source, phase, state, lease held here, cursor, page limit, last error."""
-        out = {d.id: d.status() for d in self.districts}
-        if self.fleet is not None:
-            out.update(self.fleet.removed_status())
-        return out
+    def status(self) -> dict[str, object]:
+        """A summary for ``/status``: districts held here by phase, and those not polling
+        normally (at most :data:`ATTENTION_SHOWN`) in full; one district in full with
+        :meth:`district_status` (a fleet of thousands would not fit)."""
+        held = [self.by_id[d] for d in sorted(self.leases.table.held) if d in self.by_id]
+        phases = Counter(d.state for d in held)
+        attention = [d for d in held if d.state not in NORMAL_PHASES][:ATTENTION_SHOWN]
+        return {
+            "instance": self.instance,
+            "held": len(held),
+            "by_phase": dict(sorted(phases.items())),
+            "attention": {d.id: d.status() for d in attention},
+            # Districts discovery saw leave (bounded like ``attention``).
+            "removed": dict(list(self.fleet.removed_status().items())[:ATTENTION_SHOWN])
+            if self.fleet is not None
+            else {},
+        }
+
+    def district_status(self, district: str) -> dict[str, object] | None:
+        """One district as this replica's poller sees it (None if not configured here)."""
+        poller = self.by_id.get(district)
+        return None if poller is None else poller.status()
+
+    def count_phase(self, phase: str) -> int:
+        """Districts held here in ``phase`` (``clever_relay_districts``, read at scrape time)."""
+        # A district discovery has just removed may still be held until the next lease tick.
+        return sum(
+            1
+            for d in self.leases.table.held
+            if (poller := self.by_id.get(d)) is not None and poller.state == phase
+        )

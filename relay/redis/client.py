@@ -47,6 +47,9 @@ def create_redis(cfg: RedisSection, *, max_connections: int | None = None) -> ai
     size = cfg.pipeline_max_connections if max_connections is None else max_connections
     if cfg.cluster:
         return _create_cluster(cfg, size)
+    # A *blocking* pool: more commands in flight than connections (a start of thousands of
+    # districts, a burst of publishes, a crowd of v2 clients) wait for a free connection instead
+    # of raising MaxConnectionsError (which made pollers resync in a storm and leases fail).
     pool = aioredis.BlockingConnectionPool.from_url(
         cfg.url,
         max_connections=size,

@@ -52,6 +52,8 @@ class Keys:
         self.deadletter = f"{prefix}:deadletter"
         self.translator_position = f"{prefix}:translator:position"
         self.translator_lease = f"{prefix}:translator:lease"
+        self.translator_held = f"{prefix}:translator:held"
+        self.translator_emitted = f"{prefix}:translator:emitted"
         self.replicas = f"{prefix}:replicas"
         """Sorted set of live relay replicas scored by last heartbeat (district lease sharing)."""
         self.fleet_known = f"{prefix}:fleet:districts"

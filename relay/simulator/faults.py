@@ -4,7 +4,9 @@
 number from a seeded RNG and gets at most one of: a forced 429, a 5xx, a dropped connection, a
 truncated body or a malformed body (in that order of precedence); latency is added on top.
 ``script`` is a queue of exact faults for the next requests ("500", "502", "503", "429", "drop",
-"truncate", "malformed", "ok"), which makes single-request tests deterministic.
+"truncate", "malformed", "ok"), which makes single-request tests deterministic. ``districts``
+limits every fault and the latency to those districts' requests (one district's Clever trouble
+while the others are fine).
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class Faults(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """429 with an empty body as if the token's window were used up (counted as forced)."""
     script: list[FaultName] = []
     """Exact faults for the next requests, in order (consumed one per API request)."""
+    districts: list[str] = []
+    """Only these districts' requests get faults and latency (empty: every district's)."""
 
 
 class FaultsPatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -53,6 +57,7 @@ class FaultsPatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     drop_rate: Fraction | msgspec.UnsetType = msgspec.UNSET
     force_429_rate: Fraction | msgspec.UnsetType = msgspec.UNSET
     script: list[FaultName] | msgspec.UnsetType = msgspec.UNSET
+    districts: list[str] | msgspec.UnsetType = msgspec.UNSET
 
 
 class FaultInjector:
@@ -79,6 +84,10 @@ class FaultInjector:
     def current(self) -> Faults:
         """The switches now in force (``script`` shows what is still pending)."""
         return msgspec.structs.replace(self.faults, script=list(self._script))
+
+    def applies(self, district: str) -> bool:
+        """Whether this district's requests are subject to the faults (``districts``)."""
+        return not self.faults.districts or district in self.faults.districts
 
     def delay_s(self) -> float:
         """Seconds to wait before answering this request."""

@@ -159,6 +159,8 @@ async def _guarded(
         sim.stats.responses_429_unforced += 1
         tstats.responses_429_unforced += 1
         return _too_many(verdict)
+    if not sim.injector.applies(district.id):
+        return await _faulted(request, sim, None, handler, verdict.headers())
     fault = sim.injector.draw()
     delay_s = sim.injector.delay_s()
     if delay_s > 0:

@@ -6,13 +6,15 @@ concurrently), then translates in memory, carrying snapshot and teacher-id updat
 entry to the next, so a batch costs a fixed number of round trips however large it is.
 
 An entry that cannot be translated *now* (a teacher look-up failed, an unexpected error)
-ends the batch: it and every later entry stay pending and are retried, because translating a
-later entry first could reorder its district. An entry that can *never* be translated goes to
-the dead-letter stream in the same write.
+holds its district (:mod:`relay.translate.held`): it and every later entry of that district are
+set aside in the same write and retried alone, while the other districts' entries of the batch
+go out; translating a later entry of the held district first would reorder it. An entry that
+can *never* be translated goes to the dead-letter stream in the same write.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -23,6 +25,7 @@ from relay.logs import get_logger
 from relay.messages import CONTROL_PREFIX, EventMessage
 from relay.readmodel import crosswalk
 from relay.readmodel.writer import event_op
+from relay.translate.held import Holds
 from relay.translate.ids import legacy_ids, parse_stream_id, stream_time, time_ms
 from relay.translate.rules import (
     TeacherLookupNeeded,
@@ -91,12 +94,13 @@ _Decoded = _Msg | _Dead | _Done | _Control
 
 @dataclass
 class Outcome:
-    """What a batch wrote (once committed) and whether it stopped at an entry that must wait."""
+    """What a batch wrote (once committed) and which districts it held back."""
 
     write: BatchWrite
-    waiting: str | None = None
-    """Why the first unwritten entry waits; None when every entry is in ``write``."""
-    waiting_entry: str | None = None
+    waits: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """District → (entry id, reason) of each district whose entry failed in this batch."""
+    held: list[tuple[str, str]] = field(default_factory=list)
+    """(district, entry id) of every entry set aside in this batch, in stream order."""
     translated: Counter[str] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)
     dead: Counter[str] = field(default_factory=Counter)
@@ -161,6 +165,10 @@ class Prepared:
     entries: list[Entry]
     todo: list[tuple[Entry, _Decoded]]
     state: _State
+    retrying: str | None = None
+    """The held district whose set-aside entries these are (None: a batch of the stream)."""
+    position: str | None = None
+    """The stored position the batch was prepared at (released ids are based on it)."""
 
 
 class BatchTranslator:
@@ -176,6 +184,7 @@ class BatchTranslator:
         max_deliveries: int,
         read_model: bool = False,
         idmap_retention_s: float = crosswalk.DEFAULT_RETENTION_S,
+        holds: Holds | None = None,
     ) -> None:
         self.keys = keys
         self.idmap_retention_s = idmap_retention_s
@@ -187,6 +196,7 @@ class BatchTranslator:
         self.record_types = record_types
         self.max_deliveries = max_deliveries
         self._carry = _Carry({}, {})
+        self.holds = holds or Holds()
 
     def forget(self) -> None:
         """Drop the previous batch's writes: its commit failed, or the lease changed hands."""
@@ -204,19 +214,27 @@ class BatchTranslator:
         )
 
     async def prepare(
-        self, entries: list[Entry], *, deliveries: dict[str, int], position: str | None
+        self,
+        entries: list[Entry],
+        *,
+        deliveries: dict[str, int],
+        position: str | None,
+        retrying: str | None = None,
     ) -> Prepared:
         """The I/O half of :meth:`build`: decode, read snapshots and teacher ids.
 
         Prepared on top of the previous batch's writes (even if its commit is not sent yet),
         so the consumer can read ahead, send that commit, then :meth:`finish` on pure CPU.
+        Held districts (other than ``retrying``) are neither read nor looked up for.
         """
         after = parse_stream_id(position) if position is not None else None
         if entries and _after(entries[0].stream_id, after):
             after = None  # entries come in stream order: all of them are after the position
+        held = self.holds.ids
         todo: list[tuple[Entry, _Decoded]] = []
         for entry in entries:
-            if after is not None and not _after(entry.stream_id, after):
+            sid = entry.stream_id
+            if after is not None and not _after(sid, after) and sid not in held:
                 todo.append((entry, DONE))
                 continue
             times = deliveries.get(entry.stream_id, 0)
@@ -224,21 +242,65 @@ class BatchTranslator:
             if times > self.max_deliveries and not isinstance(decoded, _Dead):
                 decoded = _Dead("max_deliveries", f"delivered {times} times without success")
             todo.append((entry, decoded))
-        state = await self._prefetch([m for _, m in todo if isinstance(m, _Msg)])
-        return Prepared(entries, todo, state)
+        blocked = self.holds.districts.keys() - {retrying}
+        state = await self._prefetch(
+            [m for _, m in todo if isinstance(m, _Msg) and m.msg.district not in blocked]
+        )
+        return Prepared(entries, todo, state, retrying, position)
 
     async def finish(self, prepared: Prepared) -> Outcome:
-        """The translating half of :meth:`build` (I/O only for rare teacher look-ups)."""
+        """The translating half of :meth:`build` (I/O only for rare teacher look-ups).
+
+        Entries of held districts are set aside; an entry that must wait holds its district
+        for the rest of the batch. :attr:`holds` is updated at once (the consumer reloads it
+        from Redis if this batch's write is not confirmed).
+        """
         outcome = Outcome(BatchWrite(self.keys))
-        state = prepared.state
+        state, retrying = prepared.state, prepared.retrying
+        blocked = set(self.holds.districts) - {retrying}
+        release_at = prepared.position if retrying is not None else None
         for entry, decoded in prepared.todo:
+            district = _district_of(entry, decoded)
+            if decoded is not DONE and district in blocked:
+                self._hold(outcome, entry, district)
+                continue
+            if release_at is not None and not self.holds.can_release(release_at):
+                # No ids left at this position: the rest waits until other entries move it.
+                blocked.add(district)
+                self._hold(outcome, entry, district)
+                continue
             result = await self._one(decoded, state)
             if isinstance(result, _Wait):
-                outcome.waiting, outcome.waiting_entry = result.reason, entry.stream_id
-                break
-            self._record(outcome, entry, result)
+                outcome.waits[district] = (entry.stream_id, result.reason)
+                blocked.add(district)
+                self._hold(outcome, entry, district)
+                continue
+            self._record(outcome, entry, result, release_at)
         self._carry = state.written
+        self._update_holds(outcome, prepared)
         return outcome
+
+    @staticmethod
+    def _hold(outcome: Outcome, entry: Entry, district: str) -> None:
+        outcome.write.begin(entry.stream_id)
+        outcome.write.hold(district)
+        outcome.held.append((district, entry.stream_id))
+
+    def _update_holds(self, outcome: Outcome, prepared: Prepared) -> None:
+        """Mirror the batch's holds in memory; a retried district drops what went out."""
+        holds, retrying = self.holds, prepared.retrying
+        if retrying is not None:
+            kept = {sid for district, sid in outcome.held if district == retrying}
+            holds.written(
+                retrying, [e.stream_id for e in prepared.entries if e.stream_id not in kept]
+            )
+        for district, sid in outcome.held:
+            holds.add(district, sid)
+        for district, (sid, reason) in outcome.waits.items():
+            delay = holds.failed(district, reason)
+            log.warning(
+                "translation_waiting", district=district, entry=sid, reason=reason, retry_in_s=delay
+            )
 
     async def _prefetch(self, messages: list[_Msg]) -> _State:
         users: dict[str, list[str]] = {}
@@ -255,12 +317,15 @@ class BatchTranslator:
         known.update(self._carry.teachers)
         for (district, uid), legacy in known.items():
             state.teachers.setdefault(district, {})[uid] = legacy
+        lookups = []
         for district, ids in refs.items():
             seen_here = set(users.get(district, ()))
             unknown = {
                 uid for uid in ids if uid not in state.teachers.get(district, {})
             } - seen_here
-            await self._look_up(district, unknown, state)
+            lookups.append(self._look_up(district, unknown, state))
+        # Concurrently: one district's slow Data API must not add up with another's.
+        await asyncio.gather(*lookups)
         return state
 
     async def _look_up(self, district: str, user_ids: set[str], state: _State) -> None:
@@ -315,7 +380,9 @@ class BatchTranslator:
             return _Wait("; ".join(failed))
         return None
 
-    def _record(self, outcome: Outcome, entry: Entry, result: _Result) -> None:
+    def _record(
+        self, outcome: Outcome, entry: Entry, result: _Result, release_at: str | None = None
+    ) -> None:
         write = outcome.write
         write.begin(entry.stream_id)
         fields = entry.fields or {}
@@ -331,13 +398,21 @@ class BatchTranslator:
         elif isinstance(result, _Control):
             outcome.skipped[SKIP_CONTROL] += 1
         elif isinstance(result, tuple):
-            self._translated(outcome, entry, *result)
+            item, tr = result
+            if release_at is None:
+                ids = legacy_ids(entry.stream_id, len(tr.events))
+                self.holds.note(ids)
+            else:
+                ids = self.holds.release_ids(entry.stream_id, release_at, len(tr.events))
+            self._translated(outcome, entry, ids, item, tr)
 
-    def _translated(self, outcome: Outcome, entry: Entry, item: _Msg, tr: Translation) -> None:
+    def _translated(
+        self, outcome: Outcome, entry: Entry, ids: list[str], item: _Msg, tr: Translation
+    ) -> None:
         write, msg, user_id, stream_id = outcome.write, item.msg, item.user_id, entry.stream_id
         # Clever's time of the event; without one, the time the relay read it (never "").
         created = msg.created or stream_time(stream_id)
-        for out, lid in zip(tr.events, legacy_ids(stream_id, len(tr.events)), strict=True):
+        for out, lid in zip(tr.events, ids, strict=True):
             data = encode_legacy_event(out, lid, created)
             write.legacy(
                 out.record_type,
@@ -412,6 +487,14 @@ class BatchTranslator:
             log.warning("read_model_skipped", type=out.type, legacy_id=legacy_id, error=str(exc))
             return
         write.read_model(op)
+
+
+def _district_of(entry: Entry, decoded: _Decoded) -> str:
+    """The entry's district ("" when the entry is unreadable: it is never held back)."""
+    if isinstance(decoded, _Msg):
+        return decoded.msg.district
+    fields = entry.fields or {}
+    return fields.get(b"district", b"").decode(errors="replace")
 
 
 def _remember(state: _State, msg: EventMessage, user_id: str | None, tr: Translation) -> None:

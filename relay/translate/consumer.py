@@ -20,6 +20,9 @@ The active loop, per iteration:
    teacher-id writes from memory (``BatchTranslator`` carries them), not from Redis.
 3. When idle, block on ``XREAD`` for at most ``block_ms``; periodically sweep entries idle for
    ``claim_idle_ms`` from any other consumer.
+4. A district whose entry cannot be translated now is held (:mod:`relay.translate.held`): its
+   entries are set aside while the other districts' go on, and retried alone, oldest first,
+   when its back-off allows (between batches, so never more than ``block_ms`` late).
 
 After any Redis error (connection lost, NOGROUP: Redis lost the group, OOM, READONLY) the
 next step starts over as on activation: the write in flight is settled, the position re-read,
@@ -47,6 +50,7 @@ from relay.metrics import (
     EVENTS_TRANSLATED,
     PREVIOUS_UNREADABLE,
     REDIS_RECONNECTS,
+    TRANSLATOR_HELD,
     TRANSLATOR_LAG,
     TRANSLATOR_PENDING,
 )
@@ -54,6 +58,7 @@ from relay.redis.single_active_lease import SingleActiveLease
 from relay.throttle import Throttle
 from relay.translate.batch import BatchTranslator, Outcome, Prepared
 from relay.translate.group import NEW, PENDING, Fenced, GroupReader, group_lag, is_nogroup
+from relay.translate.held import RETRY_BASE_S, RETRY_CAP_S, Holds
 from relay.translate.ids import parse_stream_id
 from relay.translate.store import FENCED, Store
 from relay.translator.lookup import TeacherLookup
@@ -69,8 +74,6 @@ if TYPE_CHECKING:
 log = get_logger("translator")
 
 REDIS_BACKOFF_CAP_S = 5.0
-RETRY_BASE_S = 1.0
-RETRY_CAP_S = 60.0
 GAUGE_INTERVAL_S = 5.0
 
 
@@ -112,6 +115,7 @@ class Translator:
             legacy_maxlen=cfg.redis.legacy_maxlen,
             deadletter_maxlen=cfg.redis.deadletter_maxlen,
         )
+        self.holds = Holds(base_s=retry_base_s, cap_s=RETRY_CAP_S)
         self.batches = BatchTranslator(
             keys=keys,
             store=self.store,
@@ -121,14 +125,13 @@ class Translator:
             # Configured v2 clients mean the v2 API is served (by this process or another).
             read_model=bool(cfg.v2api.clients),
             idmap_retention_s=cfg.v2api.idmap_deleted_retention_s,
+            holds=self.holds,
         )
         self.role = "standby"
         self.position: str | None = None
         self.last_seen = "0-0"
         self._pending_count: int | None = None
         """None: read new entries; else re-read own pending entries, this many at a time."""
-        self._retry_at = 0.0
-        """Monotonic time before which the waiting head entry is not retried."""
         self._resync = False
         """A Redis error interrupted the active loop: re-activate before reading (``_resume``)."""
         self._outage = Throttle()
@@ -136,7 +139,6 @@ class Translator:
         """The batch write sent but not yet awaited, and its outcome."""
         self._ahead: Prepared | None = None
         """The next batch, read and prepared (on top of the in-flight write) before it."""
-        self._retry = Backoff(cap_s=RETRY_CAP_S, base_s=retry_base_s, rng=lambda: 1.0)
         self._next_sweep = 0.0
         self._next_gauges = 0.0
         self._block_ms = max(1, min(legacy.block_ms, int(legacy.lease_ttl_s * 1000 / 3)))
@@ -156,6 +158,7 @@ class Translator:
             "group": self.cfg.legacy.group,
             "fence": self.lease.fence,
             "position": self.position,
+            "held": self.holds.summary(),
         }
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -217,12 +220,6 @@ class Translator:
         try:
             if self._resync:
                 await self._resume()
-            wait_s = self._retry_at - time.monotonic()
-            if wait_s > 0:
-                # Waiting to retry a look-up: in slices, so the lease is renewed meanwhile
-                # (a retry delay may be longer than the lease's TTL).
-                await sleep_or_stop(min(wait_s, self.lease.ttl_ms / 3000), stop)
-                return
             await self._work(stop)
         except Fenced:
             self.lease.lost()
@@ -261,6 +258,8 @@ class Translator:
         value = self.lease.value
         assert value is not None
         self.position = await self.store.position()
+        self.holds.load(await self.store.held())
+        self.holds.emitted = await self.store.emitted()
         await self.reader.ensure_group(self.position or "0")
         claimed = await self.reader.claim_all(
             value, min_idle_ms=0, count=self.cfg.legacy.batch_size
@@ -276,6 +275,7 @@ class Translator:
             fence=self.lease.fence,
             position=self.position,
             claimed=claimed,
+            held=len(self.holds.ids),
         )
 
     async def _resume(self) -> None:
@@ -296,6 +296,7 @@ class Translator:
 
     def _deactivate(self, reason: str) -> None:
         self._forget()
+        self.holds.clear()
         if self.role == "active":
             log.warning("translator_standby", consumer=self.consumer, reason=reason)
         self.role = "standby"
@@ -308,6 +309,8 @@ class Translator:
             await self._process(prepared, stop)
             return
         deliveries: dict[str, int] = {}
+        if self._pending_count is None and await self._retry_held():
+            return
         if self._pending_count is not None:
             await self._settle()
             entries = await self.reader.read(value, PENDING, self._pending_count)
@@ -329,6 +332,23 @@ class Translator:
             entries, deliveries=deliveries, position=self.position
         )
         await self._process(prepared, stop)
+
+    async def _retry_held(self) -> bool:
+        """Retry the set-aside entries of one held district that is due; False if none is."""
+        district = self.holds.due()
+        if district is None:
+            return False
+        held = self.holds.districts[district]
+        await self._settle()
+        entries = await self.reader.entries(held.ids[: self.cfg.legacy.batch_size])
+        prepared = await self.batches.prepare(
+            entries,
+            deliveries={entries[0].stream_id: held.deliveries},
+            position=self.position,
+            retrying=district,
+        )
+        await self._process(prepared, stop=None)
+        return True
 
     async def _sweep(self, value: bytes) -> bool:
         """Claim entries idle past ``claim_idle_ms`` in other consumers; True if any were."""
@@ -354,13 +374,14 @@ class Translator:
             self.last_seen = entries[-1].stream_id
             self._ahead = await self.batches.prepare(entries, deliveries={}, position=self.position)
 
-    async def _process(self, prepared: Prepared, stop: asyncio.Event) -> None:
+    async def _process(self, prepared: Prepared, stop: asyncio.Event | None) -> None:
         value = self.lease.value
         assert value is not None
         outcome = await self.batches.finish(prepared)
         await self._settle()
         steady = (
-            outcome.waiting is None
+            stop is not None
+            and prepared.retrying is None
             and self._pending_count is None
             and not stop.is_set()
             and time.monotonic() < self._next_sweep
@@ -371,26 +392,11 @@ class Translator:
             self._inflight = (await self.store.send(outcome.write, value), outcome)
             if not steady:
                 await self._settle()
-        if outcome.waiting is None:
-            self._retry.reset()
-            if self._pending_count is not None:
-                self._pending_count = self.cfg.legacy.batch_size
-            return
-        # Retry only the head (COUNT 1): entries queued behind it are not charged a delivery
-        # for each failed attempt of the head.
-        self._pending_count = 1
-        delay = self._retry.next_delay()
-        log.warning(
-            "translation_waiting",
-            entry=outcome.waiting_entry,
-            reason=outcome.waiting,
-            retry_in_s=delay,
-        )
-        self._retry_at = time.monotonic() + delay
 
     def _committed(self, outcome: Outcome) -> None:
         last = outcome.write.last_id
         assert last is not None
+        TRANSLATOR_HELD.set(len(self.holds.ids))
         if self.position is None or parse_stream_id(last) > parse_stream_id(self.position):
             self.position = last
         for type_, n in outcome.translated.items():

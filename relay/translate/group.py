@@ -176,6 +176,18 @@ class GroupReader:
         )
         return {_text(row["message_id"]): int(row["times_delivered"]) for row in rows}
 
+    async def entries(self, ids: list[str]) -> list[Entry]:
+        """The entries with these ids, read from the stream (not the group: held entries are
+        acknowledged); one whose entry was trimmed meanwhile comes back with ``fields`` None."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for sid in ids:
+                _ = pipe.xrange(self.stream, min=sid, max=sid, count=1)
+            replies = await pipe.execute()
+        return [
+            Entry(sid, reply[0][1] or None if reply else None)
+            for sid, reply in zip(ids, replies, strict=True)
+        ]
+
     async def last_delivered(self) -> str:
         """The group's last-delivered id (where :data:`NEW` reads continue)."""
         for info in await self.redis.xinfo_groups(self.stream):

@@ -59,13 +59,24 @@ def legacy_ids(stream_id: str, count: int) -> list[str]:
     Raises:
         StreamIdError: as :func:`legacy_id`.
     """
-    ms, seq = parse_stream_id(stream_id)
-    if ms > MAX_MS or seq > MAX_SEQ or count - 1 > MAX_INDEX:
+    if count - 1 > MAX_INDEX:
         raise StreamIdError(f"stream id {stream_id} / index {count - 1} overflows a legacy id")
-    prefix = f"{ms // 1000:08x}{ms % 1000:03x}{seq:09x}"
+    prefix = legacy_prefix(stream_id)
     if count == 1:
         return [prefix + "0000"]
     return [f"{prefix}{index:04x}" for index in range(count)]
+
+
+def legacy_prefix(stream_id: str) -> str:
+    """The first 20 hex digits (all but the index) of the legacy ids of source entry ``stream_id``.
+
+    Raises:
+        StreamIdError: a part overflows its field.
+    """
+    ms, seq = parse_stream_id(stream_id)
+    if ms > MAX_MS or seq > MAX_SEQ:
+        raise StreamIdError(f"stream id {stream_id} overflows a legacy id")
+    return f"{ms // 1000:08x}{ms % 1000:03x}{seq:09x}"
 
 
 def stream_id_of(legacy: str) -> tuple[str, int]:

@@ -62,10 +62,15 @@ FENCED = -1
 #     'C' n cmd k arg1 .. arg(n-2)         redis.call(cmd, KEYS[k], arg1, ..): any other write
 #     'M' k3 k2 kx uid entry del now keep  the ID crosswalk's update of one user
 #                                          (relay.readmodel.crosswalk: xw_apply)
+#     'K' district                         hold this entry: HSET KEYS[5] (<p>:translator:held)
+#                                          <stream id> district (relay.translate.held)
 #
-# Ops of an entry at or below the stored position are skipped (effectively once); every entry
-# is acknowledged. To add a write, prefer 'C' (BatchWrite.command); add a dedicated op only if
-# it is hot enough for its packing to matter.
+# KEYS[6] (<p>:translator:emitted) ends up holding the last legacy id written, the highest.
+#
+# Ops of an entry at or below the stored position are skipped (effectively once) unless the
+# entry is held (then it is taken out of the held hash and applied); every entry is
+# acknowledged. The position only moves forward. To add a write, prefer 'C'
+# (BatchWrite.command); add a dedicated op only if it is hot enough for its packing to matter.
 _COMMIT = (
     LUA_FUNCTIONS
     + CROSSWALK_LUA
@@ -80,12 +85,15 @@ end
 local pms, pseq = -1, -1
 local pos = redis.call('GET', KEYS[2])
 if pos then pms, pseq = split(pos) end
-local i, n, applied, last, ids = 1, #ops, 0, nil, {}
+local held = redis.call('HLEN', KEYS[5]) > 0
+local i, n, applied, last, ids, emitted = 1, #ops, 0, nil, {}, nil
 while i <= n do
   local sid, nops = ops[i], ops[i + 1]
   i = i + 2
   local ms, seq = split(sid)
-  local fresh = ms > pms or (ms == pms and seq > pseq)
+  local above = ms > pms or (ms == pms and seq > pseq)
+  local fresh = above
+  if held and redis.call('HDEL', KEYS[5], sid) == 1 then fresh = true end
   for _ = 1, nops do
     local op = ops[i]
     if op == 'X' then
@@ -93,6 +101,7 @@ while i <= n do
         redis.call('XADD', KEYS[ops[i + 1]], 'MAXLEN', '~', legacy_max, '*',
           'id', ops[i + 2], 'type', ops[i + 3], 'district', ops[i + 4],
           'source', ops[i + 5], 'data', ops[i + 6])
+        emitted = ops[i + 2]
       end
       i = i + 7
     elseif op == 'H' then
@@ -117,6 +126,9 @@ while i <= n do
     elseif op == 'V' then
       if fresh then rm_apply(ops, i, legacy_max) end
       i = i + 13
+    elseif op == 'K' then
+      if fresh then redis.call('HSET', KEYS[5], sid, ops[i + 1]) end
+      i = i + 2
     elseif op == 'C' then
       local nargs = ops[i + 1]
       if fresh then
@@ -135,12 +147,12 @@ while i <= n do
       return redis.error_reply('unknown batch op ' .. tostring(op))
     end
   end
-  if fresh then
-    applied, pms, pseq, last = applied + 1, ms, seq, sid
-  end
+  if fresh then applied = applied + 1 end
+  if above then pms, pseq, last = ms, seq, sid end
   ids[#ids + 1] = sid
 end
 if last then redis.call('SET', KEYS[2], last) end
+if emitted then redis.call('SET', KEYS[6], emitted) end
 for j = 1, #ids, 1000 do
   redis.call('XACK', KEYS[3], group, unpack(ids, j, math.min(j + 999, #ids)))
 end
@@ -215,6 +227,10 @@ async def seed_snapshots(
     await client.eval(_SEED, 1, key, *args)
 
 
+def _str(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 Arg = str | int | msgspec.Raw | list[int]
 """One element of the packed op list: text, a count or key index, a :func:`blob`, or a
 ``[first, last]`` position pair (a read-model object inside its event JSON)."""
@@ -237,6 +253,8 @@ class BatchWrite:
             keys.translator_position,
             keys.events,
             keys.deadletter,
+            keys.translator_held,
+            keys.translator_emitted,
         ]
         self._key_index: dict[str, int] = {name: i + 1 for i, name in enumerate(self.key_names)}
         self._legacy_keys: dict[str, int] = {}
@@ -302,6 +320,10 @@ class BatchWrite:
     ) -> None:
         """Send the current source entry to ``<p>:deadletter`` instead of translating it."""
         self._op("L", reason, detail, district, source, blob(data))
+
+    def hold(self, district: str) -> None:
+        """Set the current entry aside in the held hash (its district is held back)."""
+        self._op("K", district)
 
     def read_model(self, op: list[bytes | str | int]) -> None:
         """The v2 read model's write of one legacy event of the current entry (docs/v2-api.md).
@@ -372,6 +394,16 @@ class Store:
         """The last events-stream entry id translated, or None before the first batch."""
         value = await self.redis.get(self.keys.translator_position)
         return value.decode() if isinstance(value, bytes) else value
+
+    async def held(self) -> dict[str, str]:
+        """The held entries (entry id → district), see :mod:`relay.translate.held`."""
+        stored = await self.redis.hgetall(self.keys.translator_held)
+        return {_str(k): _str(v) for k, v in stored.items()}
+
+    async def emitted(self) -> str:
+        """The highest legacy id written ("" before any; :mod:`relay.translate.held`)."""
+        value = await self.redis.get(self.keys.translator_emitted)
+        return "" if value is None else _str(value)
 
     async def users(self, wanted: dict[str, list[str]]) -> dict[tuple[str, str], bytes | None]:
         """Snapshots of the given user ids per district, one HMGET per district."""

@@ -53,11 +53,19 @@ RESUME_WITHIN_S = RETENTION_S - 86400
 
 
 class PolledDistrict(Protocol):
-    """What discovery reads and changes of one district's poller (its token)."""
+    """What discovery reads and changes of one district's poller (token, source, phase)."""
 
     @property
     def token(self) -> str:
         """The token in use."""
+
+    @property
+    def source(self) -> str:
+        """``static`` or ``discovered``."""
+
+    @property
+    def phase(self) -> str:
+        """The district's fleet phase on this replica."""
 
     def set_token(self, token: str) -> None:
         """Use a rotated token from the next request on."""
@@ -87,9 +95,6 @@ class FleetPoller(Protocol):
 
     def commit(self) -> None:
         """Apply the additions and removals to the district leases."""
-
-    def status(self) -> Mapping[str, Mapping[str, object]]:
-        """Per district: its ``/status`` record."""
 
 
 class Fleet:
@@ -250,9 +255,9 @@ class Fleet:
 
     def _count(self) -> None:
         """Refresh ``clever_relay_fleet_districts`` (districts by source and phase, here)."""
-        counts: dict[tuple[str, str], int] = {}
-        for status in self.poller.status().values():
-            key = (str(status["source"]), str(status["phase"]))
+        counts: dict[tuple[str, str], int] = {("discovered", REMOVED): len(self.removed)}
+        for poller in self.poller.by_id.values():
+            key = (poller.source, poller.phase)
             counts[key] = counts.get(key, 0) + 1
         for source in ("static", "discovered"):
             for phase in (ONBOARDING, POLLING, "unauthorized", REMOVED):
