@@ -30,7 +30,7 @@ from relay.readmodel import crosswalk
 from relay.readmodel.crosswalk import CrosswalkWriter
 from relay.redis.keys import Keys
 from relay.translate import v3
-from relay.translate.store import BatchWrite, Store
+from relay.translator.store import BatchWrite, Store
 
 PREFIX = "bench"
 DISTRICT = "5a0c91b95c7cc000010d417c"

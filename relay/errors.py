@@ -173,3 +173,7 @@ class DiscoveryAuthError(RelayError):
 
 class UnknownSource(ValueError):
     """The request named a source that is not configured."""
+
+
+class TranslatorFencedError(FencedError):
+    """A translator script refused: the translator lease is no longer held by this process."""

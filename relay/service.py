@@ -86,7 +86,7 @@ def build_components(
             WebhookDelivery(cfg=cfg, redis=redis, session=session, health=health, keys=keys)
         )
     if "translator" in cfg.relay.components:
-        from relay.translate.consumer import Translator
+        from relay.translator.consumer import Translator
 
         components.append(
             Translator(

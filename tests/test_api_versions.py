@@ -16,8 +16,8 @@ from relay.messages import EventMessage, normalize
 from relay.poller import Poller
 from relay.simulator import SimOptions, World, running_simulator
 from relay.simulator.versions import upgrade
-from relay.translate.consumer import Translator
 from relay.translate.rules import TeacherLookupNeeded, translate
+from relay.translator.consumer import Translator
 from tests.swagger import errors
 from tests.test_translator_e2e import component, pipeline_cfg, total_events
 from tests.test_translator_helpers import KEYS, drained, eventually, legacy_streams, messages_of

@@ -23,7 +23,7 @@ from relay.poller import Poller
 from relay.redis.client import create_redis, is_cluster
 from relay.redis.keys import Keys
 from relay.simulator import SimOptions, World, running_simulator
-from relay.translate.consumer import Translator
+from relay.translator.consumer import Translator
 from tests.cluster import RedisClusterServers
 from tests.test_translator_helpers import eventually, expected_streams, teacher_ids_from_clever
 

@@ -14,7 +14,7 @@ from relay.config import validate
 from relay.health import Health
 from relay.poller import Poller
 from relay.simulator import SimOptions, World, running_simulator
-from relay.translate.consumer import Translator
+from relay.translator.consumer import Translator
 from tests.fleet_support import KEYS, control_entries, fleet_cfg, sim_call
 from tests.test_poller import wait_for
 

@@ -15,7 +15,7 @@ from relay.errors import CleverError, DiscoveryAuthError
 from relay.health import Health
 from relay.poller.fleet.registry import Registry
 from relay.poller.fleet.tokens import TokensClient
-from relay.translate.consumer import Translator
+from relay.translator.consumer import Translator
 from tests.fleet_support import KEYS
 from tests.test_translator_helpers import (
     DISTRICT_A,

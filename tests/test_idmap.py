@@ -22,10 +22,10 @@ from relay.readmodel.crosswalk import CrosswalkReader
 from relay.readmodel.sync import run_sync
 from relay.redis.keys import Keys
 from relay.simulator import SimOptions, World, running_simulator
-from relay.translate.batch import BatchTranslator
-from relay.translate.group import Entry
-from relay.translate.store import BatchWrite, Store
+from relay.translator.batch import BatchTranslator
+from relay.translator.group import Entry
 from relay.translator.lookup import TeacherLookup
+from relay.translator.store import BatchWrite, Store
 from relay.v2api.server import add_routes
 from tests.swagger import SPEC_DIR
 from tests.test_cli import run_cli

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from relay.health import Health
+from relay.readmodel.snapshots import seed_snapshots
 from relay.readmodel.sync import run_sync
 from relay.redis.keys import Keys
 from relay.simulator import SimOptions, World, running_simulator
-from relay.translate.consumer import Translator
-from relay.translate.store import seed_snapshots
+from relay.translator.consumer import Translator
 from tests.test_translator_helpers import drained, event, eventually, legacy_streams, publish
 from tests.test_v2api import PREFIX, make_cfg
 

@@ -13,14 +13,15 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from relay.errors import CleverError, StreamIdError
+from relay.errors import TranslatorFencedError as Fenced
 from relay.health import Health
 from relay.messages import encode, normalize
 from relay.metrics import REGISTRY
-from relay.translate.consumer import Translator
-from relay.translate.group import NEW, PENDING, Entry, Fenced, GroupReader
 from relay.translate.ids import legacy_id, stream_id_of
-from relay.translate.store import FENCED, BatchWrite, Store
+from relay.translator.consumer import Translator
+from relay.translator.group import NEW, PENDING, Entry, GroupReader
 from relay.translator.lookup import TeacherLookup
+from relay.translator.store import FENCED, BatchWrite, Store
 from tests.test_translator_helpers import (
     DISTRICT_A,
     DISTRICT_B,

@@ -24,7 +24,7 @@ from relay.config import validate
 from relay.health import Health
 from relay.poller import Poller
 from relay.simulator import SimOptions, World, running_simulator
-from relay.translate.consumer import Translator
+from relay.translator.consumer import Translator
 from tests.test_translator_helpers import (
     KEYS,
     drained,

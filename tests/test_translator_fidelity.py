@@ -14,7 +14,7 @@ import pytest
 from relay.errors import CleverNotFound
 from relay.health import Health
 from relay.metrics import REGISTRY
-from relay.translate.consumer import Translator
+from relay.translator.consumer import Translator
 from relay.translator.lookup import TeacherLookup
 from tests.test_translator_helpers import (
     DISTRICT_A,

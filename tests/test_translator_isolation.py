@@ -20,8 +20,8 @@ from relay.config import validate
 from relay.health import Health
 from relay.simulator import SimOptions, World, running_simulator
 from relay.simulator.faults import FaultsPatch
-from relay.translate.consumer import Translator
 from relay.translate.ids import legacy_prefix
+from relay.translator.consumer import Translator
 from tests.test_translator_e2e import pipeline_cfg
 from tests.test_translator_helpers import (
     KEYS,

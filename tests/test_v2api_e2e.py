@@ -24,8 +24,8 @@ from relay.poller import Poller
 from relay.readmodel.sync import run_sync
 from relay.redis.keys import Keys
 from relay.simulator import SimOptions, World, running_simulator
-from relay.translate.consumer import Translator
 from relay.translate.rules import LEGACY_RECORD_TYPES
+from relay.translator.consumer import Translator
 from tests.swagger import errors
 from tests.test_translator_helpers import eventually
 from tests.test_v2api import PREFIX, Served, make_cfg, v2_key

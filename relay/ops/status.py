@@ -40,7 +40,7 @@ from relay.metrics import (
 )
 from relay.poller.fleet.registry import describe, discovered_districts
 from relay.redis.keys import Keys
-from relay.translate.group import group_lag
+from relay.translator.group import group_lag
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping

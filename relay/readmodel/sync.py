@@ -28,13 +28,13 @@ from relay.clever.dataclient import DataClient
 from relay.errors import ConfigError, PageTooLarge, RelayError, UntranslatableError
 from relay.logs import get_logger
 from relay.readmodel.crosswalk import CrosswalkWriter
+from relay.readmodel.snapshots import seed_snapshots
 from relay.readmodel.writer import Arg, ReadModelWriter, put_op, remove_op
 from relay.redis.client import create_redis
 from relay.redis.keys import Keys
 from relay.translate import v2, v3
 from relay.translate.ids import time_ms
 from relay.translate.mapping import RECORD_MAPPERS, role_objects, section_teacher_refs
-from relay.translate.store import seed_snapshots
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis

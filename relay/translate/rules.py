@@ -1,6 +1,6 @@
 """Event rules: which legacy v2 events one normalized v3 event becomes (docs/translation.md).
 
-Pure functions, no I/O: the consumer (``relay.translate.consumer``) passes in what it remembers
+Pure functions, no I/O: the consumer (``relay.translator.consumer``) passes in what it remembers
 (the user's last snapshot, the teacher legacy ids it has learned) and stores what comes back.
 
 Users: one v2 object per role, one legacy event per role, in the order of

@@ -1,4 +1,4 @@
-"""One batch of events-stream entries turned into one :class:`~relay.translate.store.BatchWrite`.
+"""One batch of events-stream entries turned into one :class:`~relay.translator.store.BatchWrite`.
 
 Entries are translated strictly in stream order. The batch reads what it needs first (user
 snapshots and teacher ids: one HMGET per district; missing teachers from the Data API,
@@ -6,7 +6,7 @@ concurrently), then translates in memory, carrying snapshot and teacher-id updat
 entry to the next, so a batch costs a fixed number of round trips however large it is.
 
 An entry that cannot be translated *now* (a teacher look-up failed, an unexpected error)
-holds its district (:mod:`relay.translate.held`): it and every later entry of that district are
+holds its district (:mod:`relay.translator.held`): it and every later entry of that district are
 set aside in the same write and retried alone, while the other districts' entries of the batch
 go out; translating a later entry of the held district first would reorder it. An entry that
 can *never* be translated goes to the dead-letter stream in the same write.
@@ -25,7 +25,6 @@ from relay.logs import get_logger
 from relay.messages import CONTROL_PREFIX, EventMessage
 from relay.readmodel import crosswalk
 from relay.readmodel.writer import event_op
-from relay.translate.held import Holds
 from relay.translate.ids import legacy_ids, parse_stream_id, stream_time, time_ms
 from relay.translate.rules import (
     TeacherLookupNeeded,
@@ -36,15 +35,16 @@ from relay.translate.rules import (
     section_teacher_user_ids,
     translate,
 )
-from relay.translate.store import BatchWrite
+from relay.translator.held import Holds
+from relay.translator.store import BatchWrite
 
 if TYPE_CHECKING:
     from relay.redis.keys import Keys
     from relay.translate import v3
-    from relay.translate.group import Entry
     from relay.translate.rules import LegacyOut
-    from relay.translate.store import Store
+    from relay.translator.group import Entry
     from relay.translator.lookup import TeacherLookup
+    from relay.translator.store import Store
 
 log = get_logger("translator")
 

@@ -11,8 +11,8 @@ The active loop, per iteration:
    pending with other consumers (a crashed ex-holder's), and read this consumer's pending
    entries before any new one.
 2. Read a batch (fenced ``XREADGROUP``), translate it
-   (:class:`~relay.translate.batch.BatchTranslator`), write it in one atomic script
-   (:class:`~relay.translate.store.Store`), which also acknowledges the entries. In the steady
+   (:class:`~relay.translator.batch.BatchTranslator`), write it in one atomic script
+   (:class:`~relay.translator.store.Store`), which also acknowledges the entries. In the steady
    state (new entries, nothing waiting) the write is left in flight while the next batch is
    read and translated, so the translator's CPU and Redis' script run side by side; it is
    awaited before the next write is sent (writes stay in order), before any other read, when
@@ -20,7 +20,7 @@ The active loop, per iteration:
    teacher-id writes from memory (``BatchTranslator`` carries them), not from Redis.
 3. When idle, block on ``XREAD`` for at most ``block_ms``; periodically sweep entries idle for
    ``claim_idle_ms`` from any other consumer.
-4. A district whose entry cannot be translated now is held (:mod:`relay.translate.held`): its
+4. A district whose entry cannot be translated now is held (:mod:`relay.translator.held`): its
    entries are set aside while the other districts' go on, and retried alone, oldest first,
    when its back-off allows (between batches, so never more than ``block_ms`` late).
 
@@ -43,6 +43,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from relay.backoff import Backoff, sleep_or_stop
+from relay.errors import TranslatorFencedError
 from relay.logs import get_logger
 from relay.metrics import (
     DEAD_LETTERED,
@@ -56,12 +57,18 @@ from relay.metrics import (
 )
 from relay.redis.single_active_lease import SingleActiveLease
 from relay.throttle import Throttle
-from relay.translate.batch import BatchTranslator, Outcome, Prepared
-from relay.translate.group import NEW, PENDING, Fenced, GroupReader, group_lag, is_nogroup
-from relay.translate.held import RETRY_BASE_S, RETRY_CAP_S, Holds
 from relay.translate.ids import parse_stream_id
-from relay.translate.store import FENCED, Store
+from relay.translator.batch import BatchTranslator, Outcome, Prepared
+from relay.translator.group import (
+    NEW,
+    PENDING,
+    GroupReader,
+    group_lag,
+    is_nogroup,
+)
+from relay.translator.held import RETRY_BASE_S, RETRY_CAP_S, Holds
 from relay.translator.lookup import TeacherLookup
+from relay.translator.store import FENCED, Store
 
 if TYPE_CHECKING:
     import aiohttp
@@ -221,7 +228,7 @@ class Translator:
             if self._resync:
                 await self._resume()
             await self._work(stop)
-        except Fenced:
+        except TranslatorFencedError:
             self.lease.lost()
             await self._drain()
             self._deactivate("fenced")
@@ -230,7 +237,7 @@ class Translator:
         """Await the batch write in flight, if any.
 
         Raises:
-            Fenced: the write was refused (the lease changed hands).
+            TranslatorFencedError: the write was refused (the lease changed hands).
         """
         inflight, self._inflight = self._inflight, None
         if inflight is None:
@@ -243,7 +250,7 @@ class Translator:
             raise
         if applied == FENCED:
             self._forget()
-            raise Fenced
+            raise TranslatorFencedError
         self._committed(outcome)
 
     async def _drain(self) -> None:
@@ -251,7 +258,13 @@ class Translator:
         (its entries stay pending and are re-read by whoever holds the lease next)."""
         try:
             await self._settle()
-        except (Fenced, RedisConnectionError, RedisTimeoutError, OSError, ResponseError) as exc:
+        except (
+            TranslatorFencedError,
+            RedisConnectionError,
+            RedisTimeoutError,
+            OSError,
+            ResponseError,
+        ) as exc:
             log.warning("translator_write_lost", error=type(exc).__name__)
 
     async def _activate(self) -> None:

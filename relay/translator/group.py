@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError, WatchError
 
+from relay.errors import TranslatorFencedError
 from relay.redis.client import is_cluster
 
 if TYPE_CHECKING:
@@ -42,10 +43,6 @@ NEW = ">"
 """Read entries never delivered to the group."""
 PENDING = "0"
 """Read this consumer's own pending entries, oldest first."""
-
-
-class Fenced(Exception):
-    """A fenced script refused: the lease is no longer held by this process."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +112,7 @@ class GroupReader:
         """Up to ``count`` entries from ``start`` (:data:`NEW` or :data:`PENDING`), non-blocking.
 
         Raises:
-            Fenced: the lease is not held with ``lease_value``.
+            TranslatorFencedError: the lease is not held with ``lease_value``.
             ResponseError: e.g. NOGROUP.
             RedisConnectionError: the connection broke (entries may have been delivered).
         """
@@ -125,13 +122,13 @@ class GroupReader:
                 args=[lease_value, self.group, self.consumer, count, start],
             )
             if reply == -1:
-                raise Fenced
+                raise TranslatorFencedError
             return _script_entries(reply)
         try:
             async with self.redis.pipeline(transaction=True) as pipe:
                 await pipe.watch(self.lease_key)
                 if await pipe.get(self.lease_key) != lease_value:
-                    raise Fenced
+                    raise TranslatorFencedError
                 pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
                 _ = pipe.xreadgroup(self.group, self.consumer, {self.stream: start}, count=count)
                 (reply,) = await pipe.execute()
@@ -139,7 +136,7 @@ class GroupReader:
             # redis-py also raises WatchError when the connection dies while watching: only a
             # changed lease is a fence; anything else is Redis being unavailable.
             if await self.redis.get(self.lease_key) != lease_value:
-                raise Fenced from None
+                raise TranslatorFencedError from None
             raise RedisConnectionError(f"connection lost during the fenced read: {exc}") from exc
         return _entries(reply)
 
@@ -147,7 +144,7 @@ class GroupReader:
         """Move every pending entry idle >= ``min_idle_ms`` to this consumer; returns how many.
 
         Raises:
-            Fenced: the lease is not held with ``lease_value``.
+            TranslatorFencedError: the lease is not held with ``lease_value``.
         """
         cursor, claimed = "0-0", 0
         while True:
@@ -156,7 +153,7 @@ class GroupReader:
                 args=[lease_value, self.group, self.consumer, min_idle_ms, cursor, count],
             )
             if reply == -1:
-                raise Fenced
+                raise TranslatorFencedError
             cursor = reply[0].decode()
             claimed += len(reply[1])
             if cursor == "0-0":

@@ -26,6 +26,7 @@ from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from relay.readmodel.crosswalk import LUA as CROSSWALK_LUA
+from relay.readmodel.snapshots import AT_SUFFIX
 from relay.readmodel.writer import LUA_FUNCTIONS
 from relay.redis.client import is_cluster
 
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     import redis.asyncio as aioredis
-    from redis.asyncio.client import Pipeline
     from redis.asyncio.connection import AbstractConnection
 
     from relay.redis.keys import Keys
@@ -63,7 +63,7 @@ FENCED = -1
 #     'M' k3 k2 kx uid entry del now keep  the ID crosswalk's update of one user
 #                                          (relay.readmodel.crosswalk: xw_apply)
 #     'K' district                         hold this entry: HSET KEYS[5] (<p>:translator:held)
-#                                          <stream id> district (relay.translate.held)
+#                                          <stream id> district (relay.translator.held)
 #
 # KEYS[6] (<p>:translator:emitted) ends up holding the last legacy id written, the highest.
 #
@@ -163,7 +163,7 @@ return applied
 _packer = msgspec.msgpack.Encoder()
 
 
-def blob(data: bytes | msgspec.Raw) -> msgspec.Raw:
+def msgpack_str(data: bytes | msgspec.Raw) -> msgspec.Raw:
     """``data`` as a MessagePack *str* (Lua's cmsgpack cannot read *bin*; Lua strings are
     bytes, so any bytes go through unchanged), spliced in without decoding it."""
     n = len(data)
@@ -193,46 +193,12 @@ def _object_at(data: bytes, obj: bytes) -> int:
     return data.find(obj)
 
 
-AT_SUFFIX = ":at"
-"""``<uid>:at`` beside ``<uid>`` in ``<p>:users:<district>``: epoch ms the snapshot reflects."""
-
-_SEED = """
-for i = 1, #ARGV, 3 do
-  local at = redis.call('HGET', KEYS[1], ARGV[i] .. ':at')
-  if not at or tonumber(at) < tonumber(ARGV[i + 2]) then
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1], ARGV[i] .. ':at', ARGV[i + 2])
-  end
-end
-return 0
-"""
-
-
-async def seed_snapshots(
-    client: aioredis.Redis | Pipeline, key: str, users: list[tuple[str, bytes, int]]
-) -> None:
-    """Write ``(user id, v3 JSON, time in epoch ms)`` snapshots unless a newer one is stored.
-
-    The snapshot rule (``docs/translation.md``, "Snapshots"): every snapshot is stored with the
-    time it reflects: the event's ``created`` when the translator writes it, the user's
-    ``last_modified`` when ``clever-relay sync`` does. A seed replaces a snapshot only when the
-    stored time is older or unknown (written before snapshot times existed), so a re-sync never
-    overwrites what the translator learned from a newer event. One script per page: atomic, one
-    round trip. ``client`` may be a pipeline (the sync's page transaction).
-    """
-    if not users:
-        return
-    args: list[str | bytes | int] = []
-    for user_id, user, at in users:
-        args += (user_id, user, at)
-    await client.eval(_SEED, 1, key, *args)
-
-
 def _str(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
 Arg = str | int | msgspec.Raw | list[int]
-"""One element of the packed op list: text, a count or key index, a :func:`blob`, or a
+"""One element of the packed op list: text, a count or key index, a :func:`msgpack_str`, or a
 ``[first, last]`` position pair (a read-model object inside its event JSON)."""
 DATA_AT, OBJECT_AT = 10, 5
 """Positions of the event JSON and of the object in a ``V`` operation (``event_op``)."""
@@ -300,12 +266,12 @@ class BatchWrite:
         key = self._legacy_keys.get(record_type)
         if key is None:
             key = self._legacy_keys[record_type] = self.key(self.keys.legacy(record_type))
-        self._op("X", key, legacy_id, type_, district, source, blob(data))
+        self._op("X", key, legacy_id, type_, district, source, msgpack_str(data))
         self._last_data = (data, len(self.ops))
 
     def put_user(self, district: str, user_id: str, user: bytes | msgspec.Raw, at: int) -> None:
         """Store the last known v3 user and the time it reflects (epoch ms of the event)."""
-        self._op("U", self.key(self.keys.users(district)), user_id, blob(user), at)
+        self._op("U", self.key(self.keys.users(district)), user_id, msgpack_str(user), at)
 
     def drop_user(self, district: str, user_id: str) -> None:
         """Forget a deleted user (its snapshot and the snapshot's time)."""
@@ -319,7 +285,7 @@ class BatchWrite:
         self, *, reason: str, detail: str, district: str, source: str, data: bytes
     ) -> None:
         """Send the current source entry to ``<p>:deadletter`` instead of translating it."""
-        self._op("L", reason, detail, district, source, blob(data))
+        self._op("L", reason, detail, district, source, msgpack_str(data))
 
     def hold(self, district: str) -> None:
         """Set the current entry aside in the held hash (its district is held back)."""
@@ -341,7 +307,7 @@ class BatchWrite:
             start = _object_at(data, obj)
             if start >= 0:
                 parts[OBJECT_AT] = [start + 1, start + len(obj)]
-        self._op(*(blob(a) if isinstance(a, bytes) else a for a in parts))
+        self._op(*(msgpack_str(a) if isinstance(a, bytes) else a for a in parts))
 
     def command(self, name: str, key: str, *args: str | int | bytes) -> None:
         """Any other write of the current entry: ``redis.call(name, key, *args)`` if fresh.
@@ -349,7 +315,7 @@ class BatchWrite:
         The extension point for writes beyond the legacy streams (e.g. read models): the
         command runs in the same atomic script, fenced and skipped on replay like the rest.
         """
-        packed = [blob(a) if isinstance(a, bytes) else a for a in args]
+        packed = [msgpack_str(a) if isinstance(a, bytes) else a for a in args]
         self._op("C", len(args) + 2, name, self.key(key), *packed)
 
     def crosswalk(
@@ -396,12 +362,12 @@ class Store:
         return value.decode() if isinstance(value, bytes) else value
 
     async def held(self) -> dict[str, str]:
-        """The held entries (entry id → district), see :mod:`relay.translate.held`."""
+        """The held entries (entry id → district), see :mod:`relay.translator.held`."""
         stored = await self.redis.hgetall(self.keys.translator_held)
         return {_str(k): _str(v) for k, v in stored.items()}
 
     async def emitted(self) -> str:
-        """The highest legacy id written ("" before any; :mod:`relay.translate.held`)."""
+        """The highest legacy id written ("" before any; :mod:`relay.translator.held`)."""
         value = await self.redis.get(self.keys.translator_emitted)
         return "" if value is None else _str(value)
 
