@@ -6,15 +6,15 @@ components. A component is anything with a ``name`` and ``async run(stop)`` that
 components retry, and ``/readyz`` says why the replica is not ready.
 
 Drain order on SIGTERM/SIGINT: readiness turns 503, the components are told to stop taking new
-work, they get ``shutdown_grace_s`` to finish what is in flight, stragglers are cancelled, then
-the session, Redis and the ops server close. The exit code is 0 for a requested stop and 1 when
+work, they get ``shutdown_grace_s`` to finish what is in flight, stragglers are cancelled and get
+``cancel_deadline_s`` to clean up (:func:`relay.tasks.cancel_and_wait`), then the session, Redis
+and the ops server close. The exit code is 0 for a requested stop and 1 when
 a component died on its own.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import signal
 import socket
@@ -27,6 +27,7 @@ from relay.health import Health
 from relay.metrics import set_per_district
 from relay.redis.client import create_redis
 from relay.redis.keys import Keys
+from relay.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -231,12 +232,11 @@ class Service:
         )
         stopper = asyncio.create_task(self.stop.wait(), name="stop")
         await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        stopper.cancel()
+        deadline_s = self.cfg.relay.cancel_deadline_s
+        await cancel_and_wait([stopper], deadline_s=deadline_s)
         self.request_stop()
         await self._drain(tasks)
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
+        await cancel_and_wait([watcher], deadline_s=deadline_s)
 
     def _component_done(self, task: asyncio.Task[None]) -> None:
         """Judge how a component ended: raising, or returning before a stop, is a failure.
@@ -261,9 +261,7 @@ class Service:
             _, pending = await asyncio.wait(pending, timeout=grace_s)
         for task in pending:
             log.warning("component_cancelled_after_grace", name=task.get_name(), grace_s=grace_s)
-            task.cancel()
-        if pending:
-            await asyncio.wait(pending, timeout=5.0)
+        await cancel_and_wait(pending, deadline_s=self.cfg.relay.cancel_deadline_s)
 
 
 def run_service(cfg: Config) -> int:

@@ -7,7 +7,7 @@ import signal
 import time
 from typing import TYPE_CHECKING
 
-from relay.district_leases import lease_holder
+from relay.poller.district_leases import lease_holder
 from relay.simulator import Faults, SimOptions, World, running_simulator
 from tests.fleet_support import KEYS, control_entries, entries_by_district
 from tests.test_poller import PREFIX, wait_for

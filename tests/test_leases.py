@@ -11,10 +11,10 @@ import pytest
 import redis.asyncio
 
 from relay.config import validate
-from relay.district_leases import LeaseRunner, LeaseTable, fair_share, lease_holder
 from relay.errors import LeaseLostError
 from relay.health import Health
 from relay.ops.status import StatusSource
+from relay.poller.district_leases import LeaseRunner, LeaseTable, fair_share, lease_holder
 from relay.poller.publish import Batch, Publisher
 from relay.redis.keys import Keys
 from tests.test_poller import wait_for

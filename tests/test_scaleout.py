@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from relay.district_leases import lease_holder
+from relay.poller.district_leases import lease_holder
 from relay.redis.keys import Keys
 from relay.simulator import Faults, SimOptions, World, running_simulator
 from tests.test_poller import PREFIX, feed_ids, stream_ids, wait_for

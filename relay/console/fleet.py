@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from relay.district_leases import lease_holder
+from relay.poller.district_leases import lease_holder
 from relay.redis.keys import Keys
 
 if TYPE_CHECKING:

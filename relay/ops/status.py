@@ -29,7 +29,6 @@ from prometheus_client import Gauge
 from redis.exceptions import RedisError, ResponseError
 
 from relay import __version__
-from relay.district_leases import lease_holder
 from relay.metrics import (
     DISTRICT_LAG,
     DISTRICT_LAG_MAX,
@@ -38,6 +37,7 @@ from relay.metrics import (
     TRANSLATOR_PENDING,
     per_district,
 )
+from relay.poller.district_leases import lease_holder
 from relay.poller.fleet.registry import describe, discovered_districts
 from relay.redis.keys import Keys
 from relay.translator.group import group_lag

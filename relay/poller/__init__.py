@@ -2,7 +2,7 @@
 
 The package reads like the data flow:
 
-- :mod:`relay.poller.replica`: :class:`Poller`, the component; runs the districts whose lease
+- :mod:`relay.poller.component`: :class:`Poller`, the component; runs the districts whose lease
   this replica holds.
 - :mod:`relay.poller.district`: :class:`DistrictPoller`, one district's fetch-publish loop and
   its error handling.
@@ -16,7 +16,7 @@ The package reads like the data flow:
   inside the component when ``[clever.discovery]`` is set.
 """
 
+from relay.poller.component import Poller
 from relay.poller.district import DistrictPoller
-from relay.poller.replica import Poller
 
 __all__ = ["DistrictPoller", "Poller"]

@@ -18,8 +18,9 @@ cursor, however often the process restarts), then the district stops (``on_curso
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from relay.errors import CursorLostError
 from relay.logs import get_logger
@@ -28,9 +29,14 @@ from relay.metrics import POLL_ERRORS, district_label
 from relay.poller.publish import Batch, is_event_id
 
 if TYPE_CHECKING:
-    from relay.poller.district import DistrictPoller
+    from collections.abc import Awaitable, Callable
+
+    from relay.clever.client import CleverClient
+    from relay.config import Config
+    from relay.poller.publish import Publisher
 
 log = get_logger("poller")
+T = TypeVar("T")
 
 RETENTION_S = 30 * 86400
 """Clever keeps events 30 days (docs/clever-api.md)."""
@@ -38,7 +44,49 @@ OLD_CURSOR_S = RETENTION_S - 86400
 """A cursor this old may have expired: empty pages trigger the newest-event check."""
 
 
-async def check_quiet_cursor(poller: DistrictPoller) -> None:
+class CursorPoller(Protocol):
+    """What these checks read of a district's poller (:class:`relay.poller.DistrictPoller`).
+
+    A protocol, so this module does not import the poller. The only field written here is the
+    check's own schedule (``retention_check_at``); the cursor and the state are the poller's to
+    set, from what :func:`report_cursor_lost` returns.
+    """
+
+    id: str
+    cfg: Config
+    client: CleverClient
+    publisher: Publisher
+    lease: str | None
+    retention_check_at: float
+
+    @property
+    def cursor(self) -> str | None:
+        """The event id the district polls after."""
+
+    async def retrying(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """Call a Clever request until it succeeds (the poller's retries)."""
+
+    def drop_prefetch(self) -> None:
+        """Cancel the page fetched ahead."""
+
+    def set_up(self, value: int) -> None:
+        """Set the district's ``up`` gauge."""
+
+    def record_error(self, kind: str) -> None:
+        """Remember the error for ``/status``."""
+
+
+@dataclass(frozen=True, slots=True)
+class CursorLostOutcome:
+    """What the poller does after a lost cursor was reported."""
+
+    keep_polling: bool
+    """True with ``on_cursor_lost = "latest"``; False: the district stops (``"fail"``)."""
+    cursor: str | None
+    """Where polling resumes (the feed's newest event) when it goes on."""
+
+
+async def check_quiet_cursor(poller: CursorPoller) -> None:
     """After an empty page: raise if ``poller``'s old cursor is past Clever's retention.
 
     Raises:
@@ -64,8 +112,8 @@ async def check_quiet_cursor(poller: DistrictPoller) -> None:
         raise CursorLostError(poller.id, cursor, 200)
 
 
-async def report_cursor_lost(poller: DistrictPoller, exc: CursorLostError) -> bool:
-    """Put the control entry on the stream; returns True when polling goes on (``latest``)."""
+async def report_cursor_lost(poller: CursorPoller, exc: CursorLostError) -> CursorLostOutcome:
+    """Put the control entry on the stream; returns whether and where polling goes on."""
     poller.drop_prefetch()
     mode = poller.cfg.clever.on_cursor_lost
     POLL_ERRORS.labels(district_label(poller.id), "cursor_lost").inc()
@@ -90,7 +138,6 @@ async def report_cursor_lost(poller: DistrictPoller, exc: CursorLostError) -> bo
     )
     poller.record_error("cursor_lost")
     if mode == "fail":
-        poller.state = "cursor_lost"
         log.error(
             "cursor_lost_district_stopped",
             district=poller.id,
@@ -98,7 +145,7 @@ async def report_cursor_lost(poller: DistrictPoller, exc: CursorLostError) -> bo
             reason=reason,
             hint="resync from the Data API, then `clever-relay cursor set`",
         )
-        return False
+        return CursorLostOutcome(keep_polling=False, cursor=exc.cursor)
     log.error(
         "cursor_lost_resumed_at_latest",
         district=poller.id,
@@ -106,8 +153,7 @@ async def report_cursor_lost(poller: DistrictPoller, exc: CursorLostError) -> bo
         resumed_from=resumed,
         reason=reason,
     )
-    poller.cursor = resumed
-    return True
+    return CursorLostOutcome(keep_polling=True, cursor=resumed)
 
 
 def cursor_age_s(cursor: str) -> float:

@@ -51,6 +51,7 @@ from relay.poller.cursor_lost import check_quiet_cursor, report_cursor_lost
 from relay.poller.prefetch import PrefetchBudget, Prefetcher
 from relay.poller.publish import Batch
 from relay.poller.start import start_position
+from relay.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -230,8 +231,11 @@ class DistrictPoller:
             except CleverAuthError as exc:
                 await self._unauthorized(exc)
             except CursorLostError as exc:
-                if not await report_cursor_lost(self, exc):
+                outcome = await report_cursor_lost(self, exc)
+                if not outcome.keep_polling:
+                    self.state = "cursor_lost"
                     return
+                self.cursor = outcome.cursor
             except PageTooLarge as exc:
                 self.drop_prefetch()
                 self.limit = max(1, exc.limit // 2)
@@ -338,7 +342,7 @@ class DistrictPoller:
             task.cancel()  # a hard shutdown must not leave the fetch running on a closed session
             raise
         if not task.done():
-            task.cancel()
+            await cancel_and_wait([task], deadline_s=self.cfg.relay.cancel_deadline_s)
             return None
         return task.result()
 

@@ -1,7 +1,6 @@
 """The atomic publish: a page's stream entries and the district's new cursor in one Lua call.
 
-(:mod:`relay.poller.batches` turns a fetched page, chunk by chunk, into what one such call
-writes.)
+(:mod:`relay.poller.batches` turns a fetched page, chunk by chunk, into what one such call writes.)
 
 The relay promises (docs/architecture.md) that a crash at any instant neither loses nor duplicates
 an event. The events of a page (or chunk), its dead letters, the poll-state hash and the cursor are
@@ -9,13 +8,12 @@ written by one script, so Redis applies all of it or none of it. The script firs
 stored cursor with the one the poller *expects* (compare-and-set): a second poller on the same
 district, a retry of a publish whose reply was lost, or an operator's ``cursor set`` makes it refuse
 with :class:`~relay.errors.FencedError` instead of writing a duplicate. Before that, when the poller
-holds a district lease (:mod:`relay.district_leases`), the script checks that the lease still holds
-the poller's value (fencing token included) and refuses with :class:`LeaseLostError` otherwise, so
-an ex-owner woken from a pause cannot write.
+holds a district lease (:mod:`relay.poller.district_leases`), the script checks that the lease still
+holds the poller's value (fencing token included) and refuses with :class:`LeaseLostError`
+otherwise, so an ex-owner woken from a pause cannot write.
 
-The script is sent with EVALSHA (redis-py ``register_script`` loads it on ``NOSCRIPT``), and
-every key it touches is passed in ``KEYS`` so a hash-tagged prefix keeps them in one Cluster
-slot.
+The script is sent with EVALSHA (redis-py ``register_script`` loads it on ``NOSCRIPT``), and every
+key it touches is passed in ``KEYS`` so a hash-tagged prefix keeps them in one Cluster slot.
 """
 
 from __future__ import annotations

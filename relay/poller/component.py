@@ -1,9 +1,9 @@
 """The ``poller`` component: polls exactly the districts whose lease this replica holds.
 
 Every district gets a :class:`~relay.poller.district.DistrictPoller`, all sharing one
-:class:`~relay.poller.publish.Publisher`; a :class:`~relay.district_leases.LeaseRunner` starts and
-stops them as this replica gains and loses district leases, so N replicas share the districts
-(issue 8). The districts are the static ``[[clever.districts]]`` plus, with
+:class:`~relay.poller.publish.Publisher`; a :class:`~relay.poller.district_leases.LeaseRunner`
+starts and stops them as this replica gains and loses district leases, so N replicas share the
+districts (issue 8). The districts are the static ``[[clever.districts]]`` plus, with
 ``[clever.discovery]``, those read from Clever's token list (:mod:`relay.poller.fleet.discovery`
 adds, re-tokens and removes them here at run time; docs/fleet.md).
 """
@@ -18,9 +18,9 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from relay.config import District
-from relay.district_leases import LeaseRunner, LeaseTable
 from relay.metrics import CURSOR_AGE, DISTRICT_LAG, DISTRICT_UP, DISTRICTS
 from relay.poller.district import DistrictPoller
+from relay.poller.district_leases import LeaseRunner, LeaseTable
 from relay.poller.prefetch import PrefetchBudget
 from relay.poller.publish import Publisher
 
