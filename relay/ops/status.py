@@ -216,18 +216,20 @@ def summarize(snapshot: _Snapshot, shown: int) -> DistrictSummary:
     )
 
 
-def _text(value: Any) -> str:
+def decoded(value: Any) -> str:
+    """A Redis reply (bytes) or any value as text."""
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _float(value: str | None) -> float | None:
+def float_or_none(value: str | None) -> float | None:
+    """A stored number, or None when absent or unreadable."""
     try:
         return None if value is None else float(value)
     except ValueError:
         return None
 
 
-def _lag_s(newest_created: str | None, now: float) -> float | None:
+def lag_s_since(newest_created: str | None, now: float) -> float | None:
     """Seconds between Clever's ``created`` of the newest event and now (never negative)."""
     if not newest_created:
         return None
@@ -421,7 +423,7 @@ class StatusSource:
         except ResponseError:  # "no such key": the stream does not exist yet
             return missing
         for group in groups:
-            if _text(group["name"]) == name:
+            if decoded(group["name"]) == name:
                 lag = await group_lag(self._redis, self._keys.events, group)
                 return GroupStatus(
                     name=name,
@@ -429,7 +431,7 @@ class StatusSource:
                     consumers=int(group["consumers"]),
                     pending=int(group["pending"]),
                     lag=lag,
-                    last_delivered_id=_text(group["last-delivered-id"]),
+                    last_delivered_id=decoded(group["last-delivered-id"]),
                 )
         return missing
 
@@ -452,7 +454,7 @@ class StatusSource:
         lengths = dict(zip(self._streams, replies[:n], strict=True))
         lags = {
             district: (
-                _lag_s(None if created is None else _text(created), now),
+                lag_s_since(None if created is None else decoded(created), now),
                 lease_holder(lease),
             )
             for district, created, lease in zip(
@@ -507,20 +509,20 @@ def _loops(health: Health, now_mono: float) -> dict[str, LoopStatus]:
 def _district(
     district: str, cursor: Any, state: dict[Any, Any], now: float, *, fleet: Any, static: bool
 ) -> DistrictStatus:
-    fields = {_text(k): _text(v) for k, v in state.items()}
+    fields = {decoded(k): decoded(v) for k, v in state.items()}
     newest = fields.get("newest_created") or None
-    fleet_fields = {_text(k): _text(v) for k, v in fleet.items()}
+    fleet_fields = {decoded(k): decoded(v) for k, v in fleet.items()}
     source, phase, onboarding = describe(fleet_fields, fields, static=static)
     return DistrictStatus(
         source=source,
         phase=phase,
         onboarding=onboarding,
         id=district,
-        cursor=None if cursor is None else _text(cursor),
+        cursor=None if cursor is None else decoded(cursor),
         healthy={"1": True, "0": False}.get(fields.get("healthy", "")),
-        last_success=_float(fields.get("last_success")),
+        last_success=float_or_none(fields.get("last_success")),
         last_error=fields.get("last_error") or None,
-        last_error_at=_float(fields.get("last_error_at")),
+        last_error_at=float_or_none(fields.get("last_error_at")),
         newest_created=newest,
-        lag_s=_lag_s(newest, now),
+        lag_s=lag_s_since(newest, now),
     )
