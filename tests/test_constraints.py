@@ -1,4 +1,4 @@
-"""constraints.txt pins every package the project installs, so a fresh machine gets what CI tested."""
+"""constraints.txt pins every package the project installs: a fresh machine gets what CI tested."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def pinned() -> dict[str, str]:
     """``name -> version`` of every ``name==version`` line of constraints.txt."""
     pins: dict[str, str] = {}
-    for line in (ROOT / "constraints.txt").read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
+    for raw in (ROOT / "constraints.txt").read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
         if line:
             name, _, version = line.partition("==")
             pins[canonicalize_name(name)] = version.strip()
