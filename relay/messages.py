@@ -10,6 +10,7 @@ Wire Structs allow unknown fields (schema evolution: Clever may add keys); they 
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 import msgspec
@@ -247,3 +248,14 @@ def event_schema() -> dict[str, Any]:
         defs["EventMessage"]["title"] = "EventMessage"
         schema["$ref"] = "#/$defs/EventMessage"
     return schema
+
+
+def lag_s_since(newest_created: str | None, now: float) -> float | None:
+    """Seconds between Clever's ``created`` of the newest event and now (never negative)."""
+    if not newest_created:
+        return None
+    try:
+        created = datetime.fromisoformat(newest_created).timestamp()
+    except ValueError:
+        return None
+    return round(max(0.0, now - created), 3)

@@ -16,7 +16,7 @@ from relay.errors import ConfigError
 from relay.health import Health
 from relay.ops.server import build_app
 from relay.ops.status import StatusSource
-from relay.redis.keys import EndpointKeys
+from relay.redis.keys import EndpointKeys, Keys
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -190,13 +190,13 @@ class TestFleet:
     async def test_fleet_pages_five_thousand_districts(
         self, client: Client, redis_client: aioredis.Redis
     ) -> None:
-        """5,000 districts (2 static, the rest found by their poll state) page 50 at a time."""
+        """5,000 districts (2 static, the rest discovered) page 50 at a time."""
+        keys = Keys("cons")
         pipe = redis_client.pipeline(transaction=False)
         for i in range(4998):
             phase = "onboarding" if i % 10 == 0 else "polling"
-            _ = pipe.hset(
-                f"cons:pollstate:x{i:04d}", mapping={"phase": phase, "source": "discovered"}
-            )
+            _ = pipe.sadd(keys.fleet_known, f"x{i:04d}")
+            _ = pipe.hset(keys.fleet(f"x{i:04d}"), mapping={"phase": phase})
         await pipe.execute()
         await sign_in(client)
         page = await (await client.get("/console/fleet?phase=onboarding&page=2")).text()

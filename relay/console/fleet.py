@@ -1,30 +1,42 @@
 """The fleet as the console shows it: every district, read from Redis, filtered and paged here.
 
-A district is any configured one plus any other with a poll-state hash (a district another
-replica discovered). Its ``source`` and ``phase`` are read from the poll-state hash when the
-poller writes them; older pollers do not, so the phase is then derived from what they do write
-(``healthy`` and the kind of the last error) and the source is ``static`` for a configured
-district. Sorting and filtering run over the whole fleet in this process (a few thousand small
-hashes, one pipelined round trip), and only one page is rendered.
+A district is any configured one, any discovered one (the fleet registry's set), and any other
+with a poll-state hash. Its ``source``, fleet ``phase`` and onboarding progress come from the
+fleet registry's reading (:func:`relay.poller.fleet.registry.describe`, the same as ``/status`` and
+``districts list``); a district that should be polling is shown by what its poller last wrote
+(``healthy`` and the kind of the last error: ``unauthorized``, ``cursor_lost``, ``failing``, or
+``waiting`` before its first poll). Sorting and filtering run over the whole fleet in this
+process (a few thousand small hashes, one pipelined round trip), and only one page is rendered.
 """
 
 from __future__ import annotations
 
 import math
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from relay.messages import lag_s_since
 from relay.poller.district_leases import lease_holder
+from relay.poller.fleet.registry import POLLING, describe
 from relay.redis.keys import Keys
+from relay.redis.replies import decoded, float_or_none
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
 PER_PAGE = 50
 SCAN_COUNT = 1000
-PHASES = ("onboarding", "polling", "unauthorized", "cursor_lost", "failing", "waiting", "removed")
+PHASES = (
+    "onboarding",
+    "polling",
+    "unauthorized",
+    "cursor_lost",
+    "failing",
+    "waiting",
+    "discovered",
+    "removed",
+)
 """Every phase the console knows, in the order the counts are shown; others are shown as-is."""
 SORT_KEYS = ("id", "source", "phase", "lag", "last_event", "errors", "replica")
 _ERROR_PHASES = {"auth": "unauthorized", "cursor_lost": "cursor_lost"}
@@ -38,7 +50,7 @@ class District(msgspec.Struct, frozen=True, kw_only=True):
     """``static`` (in the config) or ``discovered``."""
     phase: str
     progress: str | None
-    """Onboarding progress as the poller reports it (e.g. ``"1200/5000"``), if any."""
+    """Onboarding progress (objects synced, e.g. ``"1200 objects so far"``), if any."""
     lag_s: float | None
     last_event: str | None
     """Clever's ``created`` of the newest event published for the district."""
@@ -63,30 +75,10 @@ class FleetPage(msgspec.Struct, frozen=True, kw_only=True):
     pages: int
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _float(value: str | None) -> float | None:
-    try:
-        return None if value is None else float(value)
-    except ValueError:
-        return None
-
-
-def _lag_s(created: str | None, now: float) -> float | None:
-    if not created:
-        return None
-    try:
-        return round(max(0.0, now - datetime.fromisoformat(created).timestamp()), 1)
-    except ValueError:
-        return None
-
-
-def derive_phase(fields: dict[str, str]) -> str:
-    """The district's phase: the poller's own word for it, else derived from its health."""
-    if fields.get("phase"):
-        return fields["phase"]
+def derive_phase(fleet_phase: str, fields: dict[str, str]) -> str:
+    """The district's phase: its fleet phase, refined by its poller's health while polling."""
+    if fleet_phase != POLLING:
+        return fleet_phase
     healthy = fields.get("healthy")
     if healthy == "1":
         return "polling"
@@ -96,13 +88,14 @@ def derive_phase(fields: dict[str, str]) -> str:
 
 
 async def district_ids(redis: aioredis.Redis, prefix: str, configured: list[str]) -> list[str]:
-    """Configured districts, then any other that has a poll-state hash (sorted)."""
+    """Configured districts, then every discovered one and any other with a poll-state hash."""
     keys = Keys(prefix)
     head = keys.poll_state("")
     seen = set(configured)
-    found: set[str] = set()
+    members: Any = await redis.smembers(keys.fleet_known)
+    found = {decoded(m) for m in members} - seen
     async for key in redis.scan_iter(match=f"{head}*", count=SCAN_COUNT):
-        district = _text(key)[len(head) :]
+        district = decoded(key)[len(head) :]
         if district and ":" not in district and district not in seen:
             found.add(district)
     return [*configured, *sorted(found)]
@@ -119,29 +112,45 @@ async def read_fleet(
     for district in ids:
         _ = pipe.hgetall(keys.poll_state(district))
         _ = pipe.get(keys.lease(district))
+        _ = pipe.hgetall(keys.fleet(district))
     replies = await pipe.execute()
     static = set(configured)
     return [
-        _row(district, replies[2 * i], replies[2 * i + 1], district in static, now)
+        _row(district, replies[3 * i : 3 * i + 3], district in static, now)
         for i, district in enumerate(ids)
     ]
 
 
-def _row(district: str, state: dict[Any, Any], lease: Any, static: bool, now: float) -> District:
-    fields = {_text(k): _text(v) for k, v in state.items()}
+def _row(district: str, replies: list[Any], static: bool, now: float) -> District:
+    state, lease, fleet = replies
+    fields = {decoded(k): decoded(v) for k, v in state.items()}
+    source, fleet_phase, onboarding = describe(
+        {decoded(k): decoded(v) for k, v in fleet.items()}, fields, static=static
+    )
     newest = fields.get("newest_created") or None
     return District(
         id=district,
-        source=fields.get("source") or ("static" if static else "discovered"),
-        phase=derive_phase(fields),
-        progress=fields.get("progress") or None,
-        lag_s=_lag_s(newest, now),
+        source=source,
+        phase=derive_phase(fleet_phase, fields),
+        progress=_progress(onboarding),
+        lag_s=lag_s_since(newest, now),
         last_event=newest,
-        last_success=_float(fields.get("last_success")),
+        last_success=float_or_none(fields.get("last_success")),
         last_error=fields.get("last_error") or None,
-        last_error_at=_float(fields.get("last_error_at")),
+        last_error_at=float_or_none(fields.get("last_error_at")),
         replica=lease_holder(lease),
     )
+
+
+def _progress(onboarding: dict[str, object] | None) -> str | None:
+    """Onboarding progress in a few words: objects synced so far, and whether it is done."""
+    if onboarding is None:
+        return None
+    objects = onboarding.get("objects")
+    count = (
+        sum(v for v in objects.values() if isinstance(v, int)) if isinstance(objects, dict) else 0
+    )
+    return f"{count} objects{'' if onboarding.get('done') else ' so far'}"
 
 
 def _sort_key(sort: str) -> Any:

@@ -21,7 +21,6 @@ import contextlib
 import math
 import socket
 import time
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -29,6 +28,7 @@ from prometheus_client import Gauge
 from redis.exceptions import RedisError, ResponseError
 
 from relay import __version__
+from relay.messages import lag_s_since
 from relay.metrics import (
     DISTRICT_LAG,
     DISTRICT_LAG_MAX,
@@ -40,6 +40,7 @@ from relay.metrics import (
 from relay.poller.district_leases import lease_holder
 from relay.poller.fleet.registry import describe, discovered_districts
 from relay.redis.keys import Keys
+from relay.redis.replies import decoded, float_or_none
 from relay.translator.group import group_lag
 
 if TYPE_CHECKING:
@@ -214,28 +215,6 @@ def summarize(snapshot: _Snapshot, shown: int) -> DistrictSummary:
         lag_max_s=max(lags) if lags else None,
         leases_by_replica=dict(sorted(by_replica.items())),
     )
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _float(value: str | None) -> float | None:
-    try:
-        return None if value is None else float(value)
-    except ValueError:
-        return None
-
-
-def _lag_s(newest_created: str | None, now: float) -> float | None:
-    """Seconds between Clever's ``created`` of the newest event and now (never negative)."""
-    if not newest_created:
-        return None
-    try:
-        created = datetime.fromisoformat(newest_created).timestamp()
-    except ValueError:
-        return None
-    return round(max(0.0, now - created), 3)
 
 
 def describe_redis_error(exc: BaseException) -> str:
@@ -421,7 +400,7 @@ class StatusSource:
         except ResponseError:  # "no such key": the stream does not exist yet
             return missing
         for group in groups:
-            if _text(group["name"]) == name:
+            if decoded(group["name"]) == name:
                 lag = await group_lag(self._redis, self._keys.events, group)
                 return GroupStatus(
                     name=name,
@@ -429,7 +408,7 @@ class StatusSource:
                     consumers=int(group["consumers"]),
                     pending=int(group["pending"]),
                     lag=lag,
-                    last_delivered_id=_text(group["last-delivered-id"]),
+                    last_delivered_id=decoded(group["last-delivered-id"]),
                 )
         return missing
 
@@ -452,7 +431,7 @@ class StatusSource:
         lengths = dict(zip(self._streams, replies[:n], strict=True))
         lags = {
             district: (
-                _lag_s(None if created is None else _text(created), now),
+                lag_s_since(None if created is None else decoded(created), now),
                 lease_holder(lease),
             )
             for district, created, lease in zip(
@@ -507,20 +486,20 @@ def _loops(health: Health, now_mono: float) -> dict[str, LoopStatus]:
 def _district(
     district: str, cursor: Any, state: dict[Any, Any], now: float, *, fleet: Any, static: bool
 ) -> DistrictStatus:
-    fields = {_text(k): _text(v) for k, v in state.items()}
+    fields = {decoded(k): decoded(v) for k, v in state.items()}
     newest = fields.get("newest_created") or None
-    fleet_fields = {_text(k): _text(v) for k, v in fleet.items()}
+    fleet_fields = {decoded(k): decoded(v) for k, v in fleet.items()}
     source, phase, onboarding = describe(fleet_fields, fields, static=static)
     return DistrictStatus(
         source=source,
         phase=phase,
         onboarding=onboarding,
         id=district,
-        cursor=None if cursor is None else _text(cursor),
+        cursor=None if cursor is None else decoded(cursor),
         healthy={"1": True, "0": False}.get(fields.get("healthy", "")),
-        last_success=_float(fields.get("last_success")),
+        last_success=float_or_none(fields.get("last_success")),
         last_error=fields.get("last_error") or None,
-        last_error_at=_float(fields.get("last_error_at")),
+        last_error_at=float_or_none(fields.get("last_error_at")),
         newest_created=newest,
-        lag_s=_lag_s(newest, now),
+        lag_s=lag_s_since(newest, now),
     )

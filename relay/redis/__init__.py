@@ -4,6 +4,7 @@
   standalone, timeouts).
 - :mod:`relay.redis.keys`: every key name the relay reads or writes (the one place to build one).
 - :mod:`relay.redis.checks`: the eviction-policy and persistence checks ``/status`` shows.
+- :mod:`relay.redis.replies`: reading values out of replies (text, numbers that may be missing).
 - :mod:`relay.redis.single_active_lease`: a fenced lease one process holds while the others
   stand by (translator, webhook delivery).
 
