@@ -61,6 +61,7 @@ ALLOWED_LABELS = {
     "endpoint",
     "status_class",
     "source",
+    "note",
 }
 
 
