@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -9,13 +10,24 @@ import tempfile
 import time
 from pathlib import Path
 
+FREE_PORTS = range(20000, 32000)
+"""Below Linux's ephemeral range (32768-60999): a port handed out here is never taken, between
+handing it out and the server binding it, by the kernel for some outgoing connection (the tests
+open thousands), which made a bind fail with "address already in use" under load."""
+
 
 def free_port() -> int:
-    """Ask the kernel for a free TCP port on loopback."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port on loopback that is free now, picked at random outside the ephemeral range."""
+    rng = random.Random()  # not cryptography: spreads concurrent test processes apart
+    for _ in range(200):
+        port = rng.choice(FREE_PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {FREE_PORTS}")
 
 
 class RedisServer:

@@ -68,7 +68,9 @@ class Receiver:
     """A real aiohttp server on loopback that records every request."""
 
     behaviour: Behaviour = always_ok
-    port: int = field(default_factory=free_port)
+    port: int = 0
+    """0 until :meth:`start` binds a port the OS picks (no race with other processes for a
+    port chosen earlier); asking for :attr:`url` before that reserves a free port instead."""
     received: list[Received] = field(default_factory=list)
     arrivals: int = 0
     runner: web.AppRunner | None = None
@@ -76,6 +78,8 @@ class Receiver:
     @property
     def url(self) -> str:
         """Where the relay should POST."""
+        if self.port == 0:  # a test that wants the address before anything listens there
+            self.port = free_port()
         return f"http://127.0.0.1:{self.port}/hook"
 
     async def start(self) -> None:
@@ -85,6 +89,8 @@ class Receiver:
         self.runner = web.AppRunner(app, shutdown_timeout=0.5)
         await self.runner.setup()
         await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+        if self.port == 0:
+            self.port = self.runner.addresses[0][1]
 
     async def stop(self) -> None:
         """Stop listening."""
