@@ -226,23 +226,25 @@ async def stream_entries(redis: aioredis.Redis, key: str) -> list[dict[str, str]
     ]
 
 
-async def legacy_streams(redis: aioredis.Redis) -> dict[str, list[dict[str, str]]]:
-    """Every non-empty legacy stream's entries."""
+async def legacy_streams(
+    redis: aioredis.Redis, keys: Keys = KEYS
+) -> dict[str, list[dict[str, str]]]:
+    """Every non-empty legacy stream's entries (of one partition's ``keys``)."""
     result: dict[str, list[dict[str, str]]] = {}
     for record_type in LEGACY_RECORD_TYPES:
-        entries = await stream_entries(redis, KEYS.legacy(record_type))
+        entries = await stream_entries(redis, keys.legacy(record_type))
         if entries:
             result[record_type] = entries
     return result
 
 
-async def messages_of(redis: aioredis.Redis) -> list[tuple[str, EventMessage]]:
+async def messages_of(redis: aioredis.Redis, keys: Keys = KEYS) -> list[tuple[str, EventMessage]]:
     """The events stream's (stream id, message) pairs, control entries left out."""
     import msgspec
 
     decoder = msgspec.json.Decoder(EventMessage)
     out = []
-    for sid, fields in await raw_range(redis, KEYS.events):
+    for sid, fields in await raw_range(redis, keys.events):
         if fields.get(b"type") != CURSOR_LOST.encode():
             out.append((sid.decode(), decoder.decode(fields[b"data"])))
     return out
@@ -259,20 +261,22 @@ async def eventually(
         await asyncio.sleep(0.02)
 
 
-async def drained(redis: aioredis.Redis, group: str = "legacy-translator") -> bool:
+async def drained(
+    redis: aioredis.Redis, group: str = "legacy-translator", keys: Keys = KEYS
+) -> bool:
     """True once the group has delivered and acknowledged every entry of the events stream and
     no entry is held back."""
     try:
-        groups = await redis.xinfo_groups(KEYS.events)
+        groups = await redis.xinfo_groups(keys.events)
     except Exception:
         return False
     for info in groups:
         if info["name"].decode() == group:
-            last = await raw_range(redis, KEYS.events, reverse=True, count=1)
+            last = await raw_range(redis, keys.events, reverse=True, count=1)
             top = last[0][0] if last else b"0-0"
             if info["pending"] != 0 or info["last-delivered-id"] != top:
                 return False
-            return not await redis.exists(KEYS.translator_held)
+            return not await redis.exists(keys.translator_held)
     return False
 
 

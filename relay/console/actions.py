@@ -61,7 +61,9 @@ async def count(redis: aioredis.Redis, cfg: Config, source: str) -> int:
     endpoint = _endpoint(cfg, source)
     if endpoint is None:
         return await deadletters.count(redis, cfg.redis.prefix)
-    return int(await redis.xlen(Keys(cfg.redis.prefix).webhook(endpoint).deadletter))
+    return int(
+        await redis.xlen(Keys(cfg.redis.prefix, cfg.redis.partitions).webhook(endpoint).deadletter)
+    )
 
 
 async def page(

@@ -113,7 +113,7 @@ async def _added(redis: aioredis.Redis, key: str) -> tuple[int, int]:
 
 async def streams(redis: aioredis.Redis, cfg: Config, meter: RateMeter) -> list[StreamRow]:
     """The events, dead-letter and legacy streams with their lengths and rates."""
-    keys = Keys(cfg.redis.prefix)
+    keys = Keys(cfg.redis.prefix, cfg.redis.partitions)
     names = [keys.events, keys.deadletter, *(keys.legacy(t) for t in cfg.legacy.record_types)]
     rows = []
     for key in names:
@@ -125,7 +125,7 @@ async def streams(redis: aioredis.Redis, cfg: Config, meter: RateMeter) -> list[
 async def translator_group(redis: aioredis.Redis, cfg: Config) -> GroupRow:
     """The translator's group from XINFO GROUPS (absent stream or group: nothing read yet)."""
     name = cfg.legacy.group
-    events = Keys(cfg.redis.prefix).events
+    events = Keys(cfg.redis.prefix, cfg.redis.partitions).events
     try:
         groups: list[dict[Any, Any]] = await redis.xinfo_groups(events)
     except ResponseError:
@@ -171,7 +171,7 @@ async def endpoints(redis: aioredis.Redis, cfg: Config) -> list[EndpointRow]:
 
 
 async def _endpoint(redis: aioredis.Redis, cfg: Config, name: str, url: str) -> EndpointRow:
-    keys = Keys(cfg.redis.prefix).webhook(name)
+    keys = Keys(cfg.redis.prefix, cfg.redis.partitions).webhook(name)
     due: list[Any] = await redis.zrange(keys.due, 0, -1)
     pipe = redis.pipeline(transaction=False)
     # Pipeline methods queue and return the pipeline; the replies come from execute().

@@ -262,7 +262,7 @@ class StatusSource:
         self._health = health
         self._clock = clock
         self._timeout_s = timeout_s
-        self._keys = Keys(cfg.redis.prefix)
+        self._keys = Keys(cfg.redis.prefix, cfg.redis.partitions)
         self._streams = [
             self._keys.events,
             self._keys.deadletter,

@@ -98,7 +98,7 @@ def _endpoint_keys(cfg: Config, endpoint: str) -> EndpointKeys:
     """
     if endpoint not in {e.name for e in cfg.webhooks.endpoints}:
         raise ConfigError([f"--endpoint: no webhook endpoint named {endpoint!r} in the config"])
-    return Keys(cfg.redis.prefix).webhook(endpoint)
+    return Keys(cfg.redis.prefix, cfg.redis.partitions).webhook(endpoint)
 
 
 def _dead_letter(entry_id: bytes, fields: dict[bytes, bytes]) -> DeadLetter:

@@ -143,7 +143,11 @@ class Registry:
             reason=reason,
         )
         done = await self._remove(
-            keys=[self.keys.fleet(district), self.keys.events, self.keys.cursor(district)],
+            keys=[
+                self.keys.fleet(district),
+                self.keys.of(district).events,
+                self.keys.cursor(district),
+            ],
             args=[
                 repr(time.time()),
                 self.events_maxlen,
@@ -172,7 +176,11 @@ class Registry:
             counts=counts,
         )
         code, holder = await self._onboarded(
-            keys=[self.keys.fleet(district), self.keys.events, self.keys.lease(district)],
+            keys=[
+                self.keys.fleet(district),
+                self.keys.of(district).events,
+                self.keys.lease(district),
+            ],
             args=[
                 lease or "",
                 self.events_maxlen,

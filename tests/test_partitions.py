@@ -1,0 +1,212 @@
+"""Partitions (``[redis] partitions`` > 1): key names, the hash, the refused change of count,
+and the pipeline end to end over three partitions with two translator replicas."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import zlib
+from typing import TYPE_CHECKING
+
+import aiohttp
+import pytest
+
+from relay.config import validate
+from relay.errors import PartitionsChangedError
+from relay.health import Health
+from relay.poller import Poller
+from relay.redis.keys import Keys, partition_of, partition_prefix
+from relay.redis.partitions import check_partitions
+from relay.service import EXIT_FAILURE, Service
+from relay.simulator import SimOptions, World, running_simulator
+from relay.translator.partitions import PartitionedTranslator
+from tests.test_translator_e2e import pipeline_cfg
+from tests.test_translator_helpers import (
+    drained,
+    eventually,
+    expected_streams,
+    legacy_streams,
+    messages_of,
+    teacher_ids_from_clever,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    import redis.asyncio as aioredis
+
+    from relay.config import Config
+
+P = 3
+DISTRICTS = 6
+EVENTS_PER_DISTRICT = 300
+
+
+class TestNames:
+    """Key names with and without partitions."""
+
+    def test_one_partition_keeps_every_name(self) -> None:
+        """P = 1: the same names as before partitions existed, under the bare prefix."""
+        keys = Keys("clever")
+        assert (keys.events, keys.cursor("d1"), keys.read_model("d1").base) == (
+            "clever:events",
+            "clever:cursor:d1",
+            "clever:v2:d1",
+        )
+        assert keys.partition(0) is keys
+        assert keys.of("d1") is keys
+
+    def test_partition_prefix_puts_the_index_in_the_hash_tag(self) -> None:
+        """The partition's tag is the prefix's tag (or the whole prefix) plus ``.p<i>``."""
+        assert [
+            partition_prefix("clever", 2),
+            partition_prefix("{clever}", 0),
+            partition_prefix("app:{c}:x", 1),
+        ] == ["{clever.p2}", "{clever.p0}", "app:{c.p1}:x"]
+
+    def test_the_hash_is_crc32_of_the_id(self) -> None:
+        """A district's partition is CRC-32 of its id modulo P (a contract)."""
+        ids = ["d1", "d2", "59f0a6b2c0e5f7a1b2c3d4e5"]
+        assert [partition_of(d, P) for d in ids] == [zlib.crc32(d.encode()) % P for d in ids]
+        assert [partition_of(d, P) for d in ids] == [1, 2, 2]
+
+    def test_per_district_keys_live_in_the_district_partition(self) -> None:
+        """Cursor, lease, snapshots and read model of a district share its partition's tag."""
+        keys = Keys("clever", P)
+        assert [
+            keys.cursor("d2"),
+            keys.lease("d2"),
+            keys.users("d2"),
+            keys.read_model("d2").events,
+            keys.partition(2).events,
+            keys.replicas,
+        ] == [
+            "{clever.p2}:cursor:d2",
+            "{clever.p2}:lease:d2",
+            "{clever.p2}:users:d2",
+            "{clever.p2}:v2:d2:events",
+            "{clever.p2}:events",
+            "clever:replicas",
+        ]
+
+
+class TestChangedCount:
+    """A partition count other than the data's is refused."""
+
+    async def test_first_start_stores_and_a_change_is_refused(
+        self, redis_client: aioredis.Redis
+    ) -> None:
+        """The first start stores P; the same P passes, another is refused with both counts."""
+        await check_partitions(redis_client, Keys("t", P))
+        await check_partitions(redis_client, Keys("t", P))
+        with pytest.raises(PartitionsChangedError, match=r"partitions = 2, but .* partitions = 3"):
+            await check_partitions(redis_client, Keys("t", 2))
+        assert await redis_client.get("t:partitions") == b"3"
+
+    async def test_unpartitioned_data_refuses_more_partitions(
+        self, redis_client: aioredis.Redis
+    ) -> None:
+        """Data from before the count was stored is P = 1: starting with P = 3 is refused."""
+        await redis_client.xadd("t:events", {"type": "x"})
+        with pytest.raises(PartitionsChangedError, match="partitions = 1"):
+            await check_partitions(redis_client, Keys("t", P))
+
+    async def test_service_exits_1_on_a_changed_count(
+        self, redis_client: aioredis.Redis, redis_url: str
+    ) -> None:
+        """``clever-relay run`` with another count starts nothing and exits with status 1."""
+        await redis_client.set("t:partitions", "2")
+        cfg = validate(
+            {
+                "relay": {"components": ["translator"]},
+                "redis": {"url": redis_url, "prefix": "t", "partitions": P},
+                "log": {"level": "warning"},
+            }
+        )
+        assert await asyncio.wait_for(Service(cfg).run(), 30) == EXIT_FAILURE
+        assert await redis_client.exists("{t.p0}:translator:lease") == 0
+
+
+@contextlib.asynccontextmanager
+async def running(comp: Poller | PartitionedTranslator) -> AsyncIterator[asyncio.Event]:
+    """Run a component in the background until the block exits (or ``stop`` is set)."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(comp.run(stop))
+    try:
+        yield stop
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+async def all_drained(redis: aioredis.Redis, keys: Keys, total: int) -> bool:
+    """True once every partition holds its share of ``total`` events and is drained."""
+    parts = keys.all_partitions()
+    if sum([int(await redis.xlen(k.events)) for k in parts]) < total:
+        return False
+    return all([await drained(redis, keys=k) for k in parts])
+
+
+async def shares_settle(one: PartitionedTranslator, two: PartitionedTranslator) -> bool:
+    """True once both replicas translate and together hold every partition exactly once."""
+    a, b = one.active(), two.active()
+    return bool(a) and bool(b) and sorted(a + b) == list(range(P))
+
+
+class TestPipeline:
+    """Simulator → poller → two translator replicas over three partitions."""
+
+    async def test_partitions_end_to_end_exact_and_failover(
+        self, redis_client: aioredis.Redis, redis_url: str
+    ) -> None:
+        """Each partition holds exactly its districts' events and their model legacy streams;
+        two replicas share the partitions, and one takes all when the other stops."""
+        world = World.generate(19, districts=DISTRICTS, events_per_district=EVENTS_PER_DISTRICT)
+        total = DISTRICTS * EVENTS_PER_DISTRICT
+        keys = Keys("t", P)
+        async with (
+            running_simulator(world, SimOptions(rate_limit=0)) as sim,
+            aiohttp.ClientSession() as session,
+        ):
+            tree = pipeline_cfg(redis_url, sim, batch_size=200)
+            tree["redis"] = {"url": redis_url, "prefix": "t", "partitions": P}
+            cfg: Config = validate(tree)
+            common = {"cfg": cfg, "redis": redis_client, "session": session, "keys": keys}
+            poller = Poller(health=Health(), **common)  # type: ignore[arg-type]  # typed kwargs
+            one = PartitionedTranslator(health=Health(), consumer_name="one", **common)  # type: ignore[arg-type]  # typed kwargs
+            two = PartitionedTranslator(health=Health(), consumer_name="two", **common)  # type: ignore[arg-type]  # typed kwargs
+            async with running(poller), running(two):
+                async with running(one):
+                    await eventually(lambda: shares_settle(one, two), timeout_s=60, what="shared")
+                    await eventually(lambda: all_drained(redis_client, keys, total), timeout_s=120)
+                await eventually(
+                    lambda: _holds_all(two), timeout_s=60, what="two takes every partition"
+                )
+            await _assert_partitions_exact(redis_client, keys, world, sim, session)
+
+
+async def _holds_all(translator: PartitionedTranslator) -> bool:
+    return translator.active() == list(range(P))
+
+
+async def _assert_partitions_exact(
+    redis: aioredis.Redis,
+    keys: Keys,
+    world: World,
+    sim: object,
+    session: aiohttp.ClientSession,
+) -> None:
+    """Every partition's events are exactly its districts' (in Clever's order), and its legacy
+    streams are exactly the model's translation of them."""
+    used = 0
+    for index, part in enumerate(keys.all_partitions()):
+        messages = await messages_of(redis, part)
+        mine = [d for d in world.districts if partition_of(d.id, P) == index]
+        used += bool(mine)
+        for district in mine:
+            got = [m.id for _, m in messages if m.district == district.id]
+            assert got == [e["id"] for e in district.events()]
+        assert {m.district for _, m in messages} == {d.id for d in mine}
+        teachers = await teacher_ids_from_clever(messages, sim, session)  # type: ignore[arg-type]  # a RunningSimulator
+        assert await legacy_streams(redis, part) == expected_streams(messages, teacher_ids=teachers)
+    assert used > 1
