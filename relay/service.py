@@ -81,7 +81,13 @@ def build_components(
                 instance=instance_name(cfg),
             )
         )
-    if "webhooks" in cfg.relay.components:
+    if "webhooks" in cfg.relay.components and keys.partitions > 1:
+        from relay.webhooks.partitions import PartitionedWebhooks
+
+        components.append(
+            PartitionedWebhooks(cfg=cfg, redis=redis, session=session, health=health, keys=keys)
+        )
+    elif "webhooks" in cfg.relay.components:
         from relay.webhooks.delivery import WebhookDelivery
 
         components.append(

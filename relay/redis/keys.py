@@ -97,6 +97,8 @@ class Keys:
         self.translator_emitted = f"{prefix}:translator:emitted"
         self.translator_replicas = f"{prefix}:translator:replicas"
         """Sorted set of replicas running the translator, by last heartbeat (partition leases)."""
+        self.webhooks_replicas = f"{prefix}:webhooks:replicas"
+        """Sorted set of replicas running webhook delivery, by last heartbeat (partitions)."""
         self.replicas = f"{prefix}:replicas"
         """Sorted set of live relay replicas scored by last heartbeat (district lease sharing)."""
         self.fleet_known = f"{prefix}:fleet:districts"

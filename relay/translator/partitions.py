@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import random
 from typing import TYPE_CHECKING
 
@@ -25,12 +24,12 @@ from redis.exceptions import RedisError
 
 from relay.backoff import sleep_or_stop
 from relay.logs import get_logger
+from relay.redis.partition_share import PartitionShare
 from relay.translator.consumer import Translator
 
 if TYPE_CHECKING:
     import aiohttp
     import redis.asyncio as aioredis
-    from redis.commands.core import AsyncScript
 
     from relay.config import Config
     from relay.health import Health
@@ -38,19 +37,6 @@ if TYPE_CHECKING:
 
 log = get_logger("translator")
 _rng = random.SystemRandom()
-
-_HEARTBEAT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
-if ARGV[3] == '1' then
-  redis.call('ZADD', KEYS[1], now, ARGV[1])
-  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 10)
-else
-  redis.call('ZREM', KEYS[1], ARGV[1])
-end
-return redis.call('ZCARD', KEYS[1])
-"""
 
 
 class PartitionedTranslator:
@@ -68,9 +54,7 @@ class PartitionedTranslator:
         keys: Keys,
         consumer_name: str | None = None,
     ) -> None:
-        self.keys = keys
         self.ttl_s = cfg.legacy.lease_ttl_s
-        self.replicas = 1
         self.translators = [
             Translator(
                 cfg=cfg,
@@ -84,13 +68,18 @@ class PartitionedTranslator:
             )
             for index in range(keys.partitions)
         ]
-        self.member = self.translators[0].lease.owner
-        self._heartbeat: AsyncScript = redis.register_script(_HEARTBEAT)
+        self.share = PartitionShare(
+            redis,
+            key=keys.translator_replicas,
+            member=self.translators[0].lease.owner,
+            partitions=keys.partitions,
+            ttl_s=self.ttl_s,
+        )
 
     @property
     def target(self) -> int:
         """This replica's fair share of the partitions at the last heartbeat."""
-        return math.ceil(len(self.translators) / max(1, self.replicas))
+        return self.share.target
 
     def active(self) -> list[int]:
         """The partitions whose lease this replica holds."""
@@ -107,7 +96,7 @@ class PartitionedTranslator:
         finally:
             await asyncio.gather(*runs, return_exceptions=True)
             try:
-                await self._beat(alive=False)
+                await self.share.beat(alive=False)
             except (RedisError, OSError):
                 log.warning("translator_leave_failed")
 
@@ -116,21 +105,13 @@ class PartitionedTranslator:
         while not stop.is_set():
             # An unreachable Redis is reported by the translators themselves.
             with contextlib.suppress(RedisError, OSError):
-                await self._beat(alive=True)
+                await self.share.beat(alive=True)
             surplus = len(self.active()) - self.target
             if surplus > 0:
                 for index in _rng.sample(self.active(), surplus):
                     log.info("translator_rebalance_release", partition=index, target=self.target)
                     self.translators[index].step_down = True
             await sleep_or_stop(self.ttl_s / 3 * _rng.uniform(0.8, 1.2), stop)
-
-    async def _beat(self, *, alive: bool) -> None:
-        ttl_ms = max(1, int(self.ttl_s * 1000))
-        count = await self._heartbeat(
-            keys=[self.keys.translator_replicas],
-            args=[self.member, ttl_ms, "1" if alive else "0"],
-        )
-        self.replicas = max(1, int(count))
 
     def status(self) -> dict[str, object]:
         """Each partition's translator (role, fence, position), and this replica's share."""
