@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 
 from relay.config import validate
+from relay.consume import TopicReader
 from relay.errors import PartitionsChangedError
 from relay.health import Health
 from relay.poller import Poller
@@ -210,3 +211,54 @@ async def _assert_partitions_exact(
         teachers = await teacher_ids_from_clever(messages, sim, session)  # type: ignore[arg-type]  # a RunningSimulator
         assert await legacy_streams(redis, part) == expected_streams(messages, teacher_ids=teachers)
     assert used > 1
+
+
+class TestConsume:
+    """``relay.consume`` reads one topic across the partitions as one."""
+
+    async def test_topic_reader_pending_first_then_new_in_district_order(
+        self, redis_client: aioredis.Redis
+    ) -> None:
+        """Districts of three partitions come back each in its order, a crashed consumer's
+        pending entries first, every entry once."""
+        keys = Keys("t", P)
+        districts = ["d1", "d2", "d3", "d4"]
+        for n in range(4):
+            for district in districts:
+                stream = keys.of(district).legacy("students")
+                await redis_client.xadd(stream, {"district": district, "data": f"{district}-{n}"})
+        reader = TopicReader(
+            redis_client, prefix="t", partitions=P, topic="students", group="g", consumer="c1"
+        )
+        await reader.ensure_groups()
+        crashed = [e for e in await reader.read() if e.fields is not None]
+        assert len(crashed) == 16
+        for entry in crashed[:5]:
+            await reader.ack(entry)
+        again = TopicReader(
+            redis_client, prefix="t", partitions=P, topic="students", group="g", consumer="c1"
+        )
+        await redis_client.xadd(
+            keys.of("d1").legacy("students"), {"district": "d1", "data": "d1-4"}
+        )
+        seen: list[bytes] = []
+        while batch := await again.read(block_ms=0):
+            for entry in batch:
+                assert entry.fields is not None
+                seen.append(entry.fields[b"data"])
+                await again.ack(entry)
+        pending = [e.fields[b"data"] for e in crashed[5:] if e.fields is not None]
+        assert seen == [*pending, b"d1-4"]
+        assert again.streams == [
+            "{t.p0}:legacy:students",
+            "{t.p1}:legacy:students",
+            "{t.p2}:legacy:students",
+        ]
+        for district in districts:
+            got = [
+                d
+                for d in [e.fields[b"data"] for e in crashed[:5] if e.fields is not None] + seen
+                if d.startswith(district.encode())
+            ]
+            expected = [f"{district}-{n}".encode() for n in range(5 if district == "d1" else 4)]
+            assert got == expected
