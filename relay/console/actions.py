@@ -61,9 +61,8 @@ async def count(redis: aioredis.Redis, cfg: Config, source: str) -> int:
     endpoint = _endpoint(cfg, source)
     if endpoint is None:
         return await deadletters.count(redis, Keys(cfg.redis.prefix, cfg.redis.partitions))
-    return int(
-        await redis.xlen(Keys(cfg.redis.prefix, cfg.redis.partitions).webhook(endpoint).deadletter)
-    )
+    parts = Keys(cfg.redis.prefix, cfg.redis.partitions).all_partitions()
+    return sum([int(await redis.xlen(k.webhook(endpoint).deadletter)) for k in parts])
 
 
 async def page(
