@@ -72,12 +72,16 @@ class RedisClusterServers:
         """``CLUSTER FAILOVER`` on a replica of the master on ``master_port`` (the replica
         catches up first, so no acknowledged write is lost); returns the new master's port
         once every node agrees the cluster is ok again."""
-        rows = [r.split() for r in _command(master_port, "CLUSTER NODES").splitlines()]
-        rows = [r for r in rows if len(r) >= 8]
-        me = next(r[0] for r in rows if "myself" in r[2])
-        replica = next(int(r[1].split("@")[0].rsplit(":", 1)[1]) for r in rows if r[3] == me)
-        assert "OK" in _command(replica, "CLUSTER FAILOVER")
         deadline = time.monotonic() + timeout_s
+        replica = _replica_of(master_port)
+        while replica is None or "master_link_status:up" not in _command(
+            replica, "INFO replication"
+        ):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no replica in sync with the master on {master_port}")
+            time.sleep(0.05)
+            replica = _replica_of(master_port)
+        assert "OK" in _command(replica, "CLUSTER FAILOVER")
         while "role:master" not in _command(replica, "INFO replication") or not all(
             _cluster_ok(n.port) for n in self.nodes
         ):
@@ -85,6 +89,15 @@ class RedisClusterServers:
                 raise RuntimeError("the cluster failover did not complete")
             time.sleep(0.05)
         return replica
+
+
+def _replica_of(master_port: int) -> int | None:
+    """The port of a replica of the master on ``master_port`` (None until one has joined)."""
+    rows = [r.split() for r in _command(master_port, "CLUSTER NODES").splitlines()]
+    rows = [r for r in rows if len(r) >= 8]
+    me = next((r[0] for r in rows if "myself" in r[2]), None)
+    ports = [int(r[1].split("@")[0].rsplit(":", 1)[1]) for r in rows if r[3] == me]
+    return ports[0] if ports else None
 
 
 def _command(port: int, command: str) -> str:
