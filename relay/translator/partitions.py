@@ -90,6 +90,9 @@ class PartitionedTranslator:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Translate the partitions this replica holds until ``stop``."""
+        # Join the replica set before taking leases, so replicas starting together share.
+        with contextlib.suppress(RedisError, OSError):
+            await self.share.beat(alive=True)
         runs = [asyncio.create_task(t.run(stop), name=t.name) for t in self.translators]
         try:
             await self._balance(stop)

@@ -81,6 +81,9 @@ class PartitionedWebhooks:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver the partitions this replica holds until ``stop``."""
+        # Join the replica set before taking leases, so replicas starting together share.
+        with contextlib.suppress(RedisError, OSError):
+            await self.share.beat(alive=True)
         runs = [asyncio.create_task(d.run(stop), name=d.loops) for d in self.deliveries]
         try:
             while not stop.is_set():
