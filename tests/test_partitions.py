@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import zlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
 
+from relay import deadletters
 from relay.config import validate
 from relay.consume import TopicReader
 from relay.errors import PartitionsChangedError
@@ -262,3 +263,38 @@ class TestConsume:
             ]
             expected = [f"{district}-{n}".encode() for n in range(5 if district == "d1" else 4)]
             assert got == expected
+
+
+class TestDeadLetters:
+    """The relay's dead letters across partitions."""
+
+    async def test_list_replay_purge_name_the_partition(self, redis_client: aioredis.Redis) -> None:
+        """Entry ids read ``p<i>/<id>``; a replay goes back to its own partition's events."""
+        keys = Keys("t", P)
+        data = '{"type": "users.created", "id": "e1"}'
+        fields: dict[Any, Any] = {
+            "stage": "translator",
+            "reason": "r",
+            "source": "e1",
+            "data": data,
+        }
+        first: Any = await redis_client.xadd(
+            keys.partition(0).deadletter, {**fields, "district": "x"}
+        )
+        second: Any = await redis_client.xadd(
+            keys.partition(2).deadletter, {**fields, "district": "y"}
+        )
+        listed = await deadletters.list_all(redis_client, keys)
+        assert [(d.entry, d.district) for d in listed] == [
+            (f"p0/{first.decode()}", "x"),
+            (f"p2/{second.decode()}", "y"),
+        ]
+        assert [
+            d.entry for d in await deadletters.page(redis_client, keys, after=listed[0].entry)
+        ] == [listed[1].entry]
+        assert await deadletters.replay(redis_client, keys, [listed[1].entry, "p9/1-0"]) == 1
+        replayed: Any = await redis_client.xrange(keys.partition(2).events)
+        assert [(f[b"district"], f[b"id"]) for _, f in replayed] == [(b"y", b"e1")]
+        assert await deadletters.count(redis_client, keys) == 1
+        assert await deadletters.purge(redis_client, keys) == 1
+        assert await deadletters.count(redis_client, keys) == 0
