@@ -298,3 +298,35 @@ class TestDeadLetters:
         assert await deadletters.count(redis_client, keys) == 1
         assert await deadletters.purge(redis_client, keys) == 1
         assert await deadletters.count(redis_client, keys) == 0
+
+    async def test_webhook_dead_letters_name_the_partition(
+        self, redis_client: aioredis.Redis, redis_url: str
+    ) -> None:
+        """``clever-relay webhooks`` lists every partition's dead letters and purges by id."""
+        from relay.webhooks import admin
+
+        cfg = validate(
+            {
+                "relay": {"components": ["webhooks"]},
+                "redis": {"url": redis_url, "prefix": "t", "partitions": P},
+                "webhooks": {
+                    "endpoints": [
+                        {
+                            "name": "hook",
+                            "url": "http://127.0.0.1:9/hook",
+                            "topics": ["students.*"],
+                            "secret": "whsec_c2VjcmV0LWtleS1vbmUtZm9yLXRoZS1leGFtcGxlcw==",
+                        }
+                    ]
+                },
+            }
+        )
+        keys = Keys("t", P)
+        fields: dict[Any, Any] = {"id": "e1", "type": "students.created", "district": "d"}
+        one: Any = await redis_client.xadd(keys.partition(1).webhook("hook").deadletter, fields)
+        two: Any = await redis_client.xadd(keys.partition(2).webhook("hook").deadletter, fields)
+        listed = await admin.list_dead_letters(cfg, "hook", redis=redis_client)
+        assert [d.entry for d in listed] == [f"p1/{one.decode()}", f"p2/{two.decode()}"]
+        assert await admin.purge(cfg, "hook", [listed[1].entry], redis=redis_client) == 1
+        left = await admin.list_dead_letters(cfg, "hook", redis=redis_client)
+        assert [d.entry for d in left] == [listed[0].entry]
