@@ -330,3 +330,29 @@ class TestDeadLetters:
         assert await admin.purge(cfg, "hook", [listed[1].entry], redis=redis_client) == 1
         left = await admin.list_dead_letters(cfg, "hook", redis=redis_client)
         assert [d.entry for d in left] == [listed[0].entry]
+
+
+class TestDiscovery:
+    """Discovered districts are recorded in their own partitions."""
+
+    async def test_seen_districts_land_in_their_partition_sets(
+        self, redis_client: aioredis.Redis
+    ) -> None:
+        """Each partition's discovered set holds its districts; ``known`` is their union."""
+        import time
+
+        from relay.poller.fleet.registry import Registry
+
+        keys = Keys("t", P)
+        registry = Registry(redis_client, keys, events_maxlen=1000)
+        ids = ["d1", "d2", "d3", "d4"]
+        phases = await registry.seen(
+            ids, initial="onboarding", read_started=time.time(), retention_s=60.0
+        )
+        assert phases == dict.fromkeys(ids, "onboarding")
+        assert await registry.known() == ids
+        for index, part in enumerate(keys.all_partitions()):
+            members: Any = await redis_client.smembers(part.fleet_known)
+            assert sorted(m.decode() for m in members) == [
+                d for d in ids if partition_of(d, P) == index
+            ]

@@ -76,8 +76,9 @@ class Keys:
     under :func:`partition_prefix`), and every per-district name (cursor, lease, snapshots,
     crosswalk, read model, fleet state) lives in the district's partition
     (:func:`partition_of`), so one Lua call never spans two Cluster slots. Only the replica
-    registry (:attr:`replicas`), the discovery registry (:attr:`fleet_known`) and
-    :attr:`partitions_key` stay under the bare prefix.
+    registries (:attr:`replicas`, :attr:`translator_replicas`, :attr:`webhooks_replicas`) and
+    :attr:`partitions_key` stay under the bare prefix (and :attr:`fleet_known`, which is used
+    per partition: ``partition(i).fleet_known``).
     """
 
     def __init__(self, prefix: str, partitions: int = 1) -> None:
@@ -102,7 +103,8 @@ class Keys:
         self.replicas = f"{prefix}:replicas"
         """Sorted set of live relay replicas scored by last heartbeat (district lease sharing)."""
         self.fleet_known = f"{prefix}:fleet:districts"
-        """Set of every district discovery has ever seen (docs/fleet.md)."""
+        """Set of every district discovery has ever seen (docs/fleet.md); with partitions, one
+        per partition (``partition(i).fleet_known``), holding that partition's districts."""
 
     def partition(self, index: int) -> Keys:
         """The keys of partition ``index`` (this object itself with one partition)."""
