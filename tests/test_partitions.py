@@ -92,6 +92,20 @@ class TestNames:
         ]
 
 
+class TestLegacyIds:
+    """Legacy ids stay unique when two partitions' streams have equal entry ids."""
+
+    def test_the_partition_is_in_the_sequence_bits(self) -> None:
+        """Partition 0 keeps the plain id; partition 5 sets bits above 28 of the sequence."""
+        from relay.translate.ids import legacy_ids
+
+        assert legacy_ids("1700000000123-7", 2) == [
+            "6553f1000" + "7b000000007" + "0000",
+            "6553f1000" + "7b000000007" + "0001",
+        ]
+        assert legacy_ids("1700000000123-7", 1, 5) == ["6553f1000" + "7b050000007" + "0000"]
+
+
 class TestChangedCount:
     """A partition count other than the data's is refused."""
 
@@ -210,7 +224,9 @@ async def _assert_partitions_exact(
             assert got == [e["id"] for e in district.events()]
         assert {m.district for _, m in messages} == {d.id for d in mine}
         teachers = await teacher_ids_from_clever(messages, sim, session)  # type: ignore[arg-type]  # a RunningSimulator
-        assert await legacy_streams(redis, part) == expected_streams(messages, teacher_ids=teachers)
+        assert await legacy_streams(redis, part) == expected_streams(
+            messages, teacher_ids=teachers, partition=index
+        )
     assert used > 1
 
 

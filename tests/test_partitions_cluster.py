@@ -169,4 +169,6 @@ async def _assert_exact(
         assert published == {d.id: list(d.feed.ids) for d in mine}
         assert len(messages) == sum(len(d.feed.ids) for d in mine)
         teachers = await teacher_ids_from_clever(messages, sim, session)
-        assert await legacy_streams(redis, part) == expected_streams(messages, teacher_ids=teachers)
+        assert await legacy_streams(redis, part) == expected_streams(
+            messages, teacher_ids=teachers, partition=index
+        )

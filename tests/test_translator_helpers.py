@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 from relay.config import Config, load_config
 from relay.messages import CURSOR_LOST, EventMessage, encode, normalize
 from relay.redis.keys import Keys
-from relay.translate.ids import legacy_id
+from relay.translate.ids import legacy_ids
 from relay.translate.rules import (
     LEGACY_RECORD_TYPES,
     TeacherLookupNeeded,
@@ -166,8 +166,10 @@ def expected_streams(
     *,
     teacher_ids: dict[str, dict[str, str]] | None = None,
     record_types: frozenset[str] = frozenset(LEGACY_RECORD_TYPES),
+    partition: int = 0,
 ) -> dict[str, list[dict[str, str]]]:
-    """What every legacy stream must hold after translating ``entries`` (the reference model)."""
+    """What every legacy stream must hold after translating ``entries`` (the reference model)
+    of partition ``partition``."""
     snapshots: dict[tuple[str, str], bytes | None] = {}
     teachers = {d: dict(m) for d, m in (teacher_ids or {}).items()}
     streams: dict[str, list[dict[str, str]]] = {}
@@ -183,7 +185,7 @@ def expected_streams(
         except (UntranslatableError, TeacherLookupNeeded):
             continue
         for k, out in enumerate(tr.events):
-            lid = legacy_id(stream_id, k)
+            lid = legacy_ids(stream_id, k + 1, partition)[k]
             streams.setdefault(out.record_type, []).append(
                 {
                     "id": lid,

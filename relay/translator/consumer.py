@@ -132,7 +132,7 @@ class Translator:
             legacy_maxlen=cfg.redis.legacy_maxlen,
             deadletter_maxlen=cfg.redis.deadletter_maxlen,
         )
-        self.holds = Holds(base_s=retry_base_s, cap_s=RETRY_CAP_S)
+        self.holds = Holds(base_s=retry_base_s, cap_s=RETRY_CAP_S, partition=partition or 0)
         self.batches = BatchTranslator(
             keys=keys,
             store=self.store,
