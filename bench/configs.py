@@ -23,6 +23,8 @@ def relay_config(
     page_limit: int = 1000,
     poll_interval_s: float = 1.0,
     batch_size: int = 500,
+    partitions: int = 1,
+    lease_ttl_s: float = 15.0,
 ) -> Path:
     """Write one process's config; every district starts at its earliest event."""
     q = json.dumps  # a JSON string is a valid TOML basic string
@@ -40,9 +42,11 @@ def relay_config(
         f"prefix = {q(PREFIX)}",
         "events_maxlen = 10000000",
         "legacy_maxlen = 10000000",
+        f"partitions = {partitions}",
         "[legacy]",
         f"batch_size = {batch_size}",
         "block_ms = 100",
+        f"lease_ttl_s = {lease_ttl_s}",
         "[log]",
         'level = "warning"',
     ]

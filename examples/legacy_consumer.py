@@ -5,8 +5,11 @@ Run it beside a relay (or ``clever-relay demo``)::
     python examples/legacy_consumer.py --redis-url redis://127.0.0.1:6379/0 --prefix clever \\
         --group my-app --consumer worker-1 students teachers
 
-It creates the group if needed, first re-reads its own unacknowledged entries (after a crash),
-then blocks for new ones, handles each v2 event, and acknowledges it. A quiet stream is normal:
+It reads each topic with ``relay.consume.TopicReader``: with ``--partitions P`` (the relay's
+``[redis] partitions``) a topic is P streams, one per partition, and the reader takes each
+district's events from its one stream, in order. It creates the groups if needed, first
+re-reads its own unacknowledged entries (after a crash), then blocks for new ones, handles
+each v2 event, and acknowledges it. A quiet stream is normal:
 each block that returns nothing prints one ``idle`` line, and the socket timeout is set above
 the block time, so the client never mistakes a long block for a dead connection. Handling is
 idempotent on the legacy ``id`` (each is unique and stable), which turns the group's
@@ -23,7 +26,8 @@ from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
+
+from relay.consume import TopicReader
 
 
 class V2Data(msgspec.Struct, frozen=True):
@@ -45,15 +49,6 @@ class V2Event(msgspec.Struct, frozen=True):
 _decoder = msgspec.json.Decoder(V2Event)
 
 
-async def ensure_group(redis: aioredis.Redis, stream: str, group: str) -> None:
-    """Create the consumer group at the start of the stream unless it exists."""
-    try:
-        await redis.xgroup_create(stream, group, id="0", mkstream=True)
-    except ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
-
-
 def handle(event: V2Event, seen: set[str]) -> None:
     """Apply one v2 event (here: print it); skipping ids already applied makes replays harmless."""
     if event.id in seen:
@@ -69,7 +64,17 @@ async def consume(args: argparse.Namespace) -> None:
     """Read the chosen legacy streams until Ctrl-C or SIGTERM."""
     # redis-py's default 5 s socket timeout would end a 5 s XREADGROUP BLOCK with a TimeoutError.
     redis = aioredis.Redis.from_url(args.redis_url, socket_timeout=args.block_ms / 1000 + 10)
-    streams = [f"{args.prefix}:legacy:{record_type}" for record_type in args.record_types]
+    readers = [
+        TopicReader(
+            redis,
+            prefix=args.prefix,
+            partitions=args.partitions,
+            topic=record_type,
+            group=args.group,
+            consumer=args.consumer,
+        )
+        for record_type in args.record_types
+    ]
     seen: set[str] = set()  # a real consumer keeps this in its own database
     # Ctrl-C / SIGTERM end the loop after the current read (at most --block-ms): cancelling a
     # blocked read instead can leave the connection waiting on a reply that never comes.
@@ -77,24 +82,20 @@ async def consume(args: argparse.Namespace) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     try:
-        for stream in streams:
-            await ensure_group(redis, stream, args.group)
-        # "0": this consumer's pending entries first (after a crash), then ">" for new ones.
-        positions: dict[Any, Any] = dict.fromkeys(streams, "0")
+        for reader in readers:
+            await reader.ensure_groups()
+        # Blocking is split between the topics, so one round waits at most --block-ms.
+        block_ms = max(1, args.block_ms // len(readers))
         while not stop.is_set() and not (args.max_events and len(seen) >= args.max_events):
-            reply: Any = await redis.xreadgroup(
-                args.group, args.consumer, positions, count=100, block=args.block_ms
-            )
-            if not reply:
+            handled = 0
+            for reader in readers:
+                for entry in await reader.read(block_ms=block_ms):
+                    if entry.fields is not None:
+                        handle(_decoder.decode(entry.fields[b"data"]), seen)
+                    await reader.ack(entry)
+                    handled += 1
+            if not handled:
                 print(f"idle: no new entries in {args.block_ms} ms", flush=True)
-            for raw_stream, entries in reply or []:
-                stream = raw_stream.decode()
-                if not entries:
-                    positions[stream] = ">"  # no pending entries left: read new ones
-                for entry_id, fields in entries:
-                    if fields:  # None: a pending entry the stream's MAXLEN trimmed meanwhile
-                        handle(_decoder.decode(fields[b"data"]), seen)
-                    await redis.xack(stream, args.group, entry_id)
     finally:
         await redis.aclose()
 
@@ -104,6 +105,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--redis-url", "--redis", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--prefix", default="clever", help="the relay's [redis] prefix")
+    parser.add_argument("--partitions", type=int, default=1, help="the relay's [redis] partitions")
     parser.add_argument("--block-ms", type=int, default=5000, help="longest wait per read")
     parser.add_argument(
         "--max-events", type=int, default=0, help="exit after handling this many (0: never)"

@@ -161,9 +161,10 @@ async def _deadletter(cfg: Config, args: argparse.Namespace) -> str:
     """Run one ``deadletter`` action on a fresh client; returns what to print."""
     from relay import deadletters
     from relay.redis.client import create_redis
+    from relay.redis.keys import Keys
 
     redis = create_redis(cfg.redis)
-    prefix = cfg.redis.prefix
+    prefix = Keys(cfg.redis.prefix, cfg.redis.partitions)
     try:
         if args.deadletter_command == "list":
             letters = await deadletters.list_all(redis, prefix)

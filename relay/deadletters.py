@@ -53,7 +53,8 @@ class RelayDeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     """One entry of ``<p>:deadletter``: why it was set aside and what it carried."""
 
     entry: str
-    """The dead-letter stream entry id (also when it was dead-lettered, in ms)."""
+    """The dead-letter stream entry id (also when it was dead-lettered, in ms); with
+    partitions ``p<i>/<id>``, ``i`` the partition."""
     stage: str
     """``poller`` (Clever sent something that is not an event) or ``translator``."""
     reason: str
@@ -73,7 +74,7 @@ class RelayDeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def at(self) -> float:
         """Unix seconds when it was dead-lettered (from the entry id)."""
-        return int(self.entry.split("-", 1)[0]) / 1000
+        return int(self.entry.rsplit("/", 1)[-1].split("-", 1)[0]) / 1000
 
     def line(self) -> str:
         """One human line (the CLI prints these)."""
@@ -103,59 +104,100 @@ def parse_entry(entry_id: Any, raw: dict[Any, Any]) -> RelayDeadLetter:
     )
 
 
-async def count(redis: aioredis.Redis, prefix: str) -> int:
-    """How many dead letters there are."""
-    return int(await redis.xlen(Keys(prefix).deadletter))
+def _keys(keys: Keys | str) -> Keys:
+    return Keys(keys) if isinstance(keys, str) else keys
+
+
+def _locate(keys: Keys, entry: str) -> tuple[int, str]:
+    """(partition, stream id) of an entry id: ``p<i>/<id>`` with partitions, else ``<id>``."""
+    if keys.partitions == 1:
+        return 0, entry
+    part, _, stream_id = entry.partition("/")
+    index = int(part[1:]) if part[:1] == "p" and part[1:].isdigit() else -1
+    return (index, stream_id) if 0 <= index < keys.partitions else (-1, entry)
+
+
+def _grouped(keys: Keys, entries: Sequence[str]) -> dict[int, list[str]]:
+    """Entry ids by partition (ids naming no partition are left out: unknown)."""
+    out: dict[int, list[str]] = {}
+    for entry in entries:
+        index, stream_id = _locate(keys, entry)
+        if index >= 0:
+            out.setdefault(index, []).append(stream_id)
+    return out
+
+
+async def count(redis: aioredis.Redis, prefix: Keys | str) -> int:
+    """How many dead letters there are (in every partition)."""
+    return sum([int(await redis.xlen(k.deadletter)) for k in _keys(prefix).all_partitions()])
 
 
 async def page(
-    redis: aioredis.Redis, prefix: str, *, after: str = "", limit: int = PAGE
+    redis: aioredis.Redis, prefix: Keys | str, *, after: str = "", limit: int = PAGE
 ) -> list[RelayDeadLetter]:
-    """Up to ``limit`` dead letters, oldest first, after entry id ``after`` (exclusive)."""
-    reply: Any = await redis.xrange(
-        Keys(prefix).deadletter, min=f"({after}" if after else "-", count=limit
-    )
-    return [parse_entry(entry_id, fields) for entry_id, fields in reply]
+    """Up to ``limit`` dead letters after entry id ``after`` (exclusive): oldest first, and
+    with partitions, partition by partition (entry ids then read ``p<i>/<stream id>``)."""
+    keys = _keys(prefix)
+    start, after_id = _locate(keys, after) if after else (0, "")
+    out: list[RelayDeadLetter] = []
+    for index in range(max(0, start), keys.partitions):
+        low = f"({after_id}" if after_id and index == start else "-"
+        reply: Any = await redis.xrange(
+            keys.partition(index).deadletter, min=low, count=limit - len(out)
+        )
+        tag = f"p{index}/" if keys.partitions > 1 else ""
+        out += [parse_entry(f"{tag}{_text(eid)}", fields) for eid, fields in reply]
+        if len(out) >= limit:
+            break
+    return out
 
 
-async def list_all(redis: aioredis.Redis, prefix: str) -> list[RelayDeadLetter]:
-    """Every dead letter, oldest first."""
+async def list_all(redis: aioredis.Redis, prefix: Keys | str) -> list[RelayDeadLetter]:
+    """Every dead letter, oldest first (partition by partition)."""
     out: list[RelayDeadLetter] = []
     while batch := await page(redis, prefix, after=out[-1].entry if out else ""):
         out.extend(batch)
     return out
 
 
-async def replay(redis: aioredis.Redis, prefix: str, entries: Sequence[str] | None = None) -> int:
-    """Re-append translator dead letters to the events stream; returns how many moved.
+async def replay(
+    redis: aioredis.Redis, prefix: Keys | str, entries: Sequence[str] | None = None
+) -> int:
+    """Re-append translator dead letters to their partition's events stream; returns how many
+    moved.
 
     Args:
         entries: these entry ids; ``None`` means every translator dead letter. Poller dead
             letters and unknown ids are left alone (not counted).
     """
-    keys = Keys(prefix)
+    keys = _keys(prefix)
     script = redis.register_script(_REPLAY_LUA)
-    if entries is not None:
-        total = 0
-        for start in range(0, len(entries), PAGE):
-            chunk = list(entries[start : start + PAGE])
-            total += int(await script(keys=[keys.deadletter, keys.events], args=chunk))
-        return total
-    total, after = 0, ""
-    while batch := await page(redis, prefix, after=after):
-        after = batch[-1].entry
-        ids = [letter.entry for letter in batch if letter.replayable]
-        if ids:
-            total += int(await script(keys=[keys.deadletter, keys.events], args=ids))
+    if entries is None:
+        entries = [e.entry for e in await list_all(redis, keys) if e.replayable]
+    total = 0
+    for index, ids in _grouped(keys, entries).items():
+        part = keys.partition(index)
+        for start in range(0, len(ids), PAGE):
+            chunk = ids[start : start + PAGE]
+            total += int(await script(keys=[part.deadletter, part.events], args=chunk))
     return total
 
 
-async def purge(redis: aioredis.Redis, prefix: str, entries: Sequence[str] | None = None) -> int:
+async def purge(
+    redis: aioredis.Redis, prefix: Keys | str, entries: Sequence[str] | None = None
+) -> int:
     """Delete dead letters for good; ``None`` means all. Returns how many were deleted."""
-    key = Keys(prefix).deadletter
+    keys = _keys(prefix)
     if entries is None:
-        return int(await redis.xtrim(key, maxlen=0, approximate=False))
+        return sum(
+            [
+                int(await redis.xtrim(k.deadletter, maxlen=0, approximate=False))
+                for k in keys.all_partitions()
+            ]
+        )
     total = 0
-    for start in range(0, len(entries), PAGE):
-        total += int(await redis.xdel(key, *entries[start : start + PAGE]))
+    for index, ids in _grouped(keys, entries).items():
+        key = keys.partition(index).deadletter
+        for start in range(0, len(ids), PAGE):
+            total += int(await redis.xdel(key, *ids[start : start + PAGE]))
     return total

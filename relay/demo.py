@@ -360,7 +360,7 @@ async def _default_or_private(stack: contextlib.AsyncExitStack) -> str:
 
 
 async def _run_pipeline(cfg: Config, districts: list[str], duration: float | None) -> int:
-    keys = Keys(cfg.redis.prefix)
+    keys = Keys(cfg.redis.prefix, cfg.redis.partitions)
     redis = aioredis.Redis.from_url(cfg.redis.url)
     try:
         await clear_prefix(redis, cfg.redis.prefix)

@@ -177,3 +177,7 @@ class UnknownSource(ValueError):
 
 class TranslatorFencedError(FencedError):
     """A translator script refused: the translator lease is no longer held by this process."""
+
+
+class PartitionsChangedError(RelayError):
+    """``[redis] partitions`` differs from the count this deployment's data was written with."""

@@ -71,7 +71,9 @@ async def export(cfg: Config, district: str, *, fmt: str, out: TextIO, progress:
     written = 0
     try:
         reader = CrosswalkReader(
-            redis, Keys(cfg.redis.prefix), keep_s=cfg.v2api.idmap_deleted_retention_s
+            redis,
+            Keys(cfg.redis.prefix, cfg.redis.partitions),
+            keep_s=cfg.v2api.idmap_deleted_retention_s,
         )
         rows = _Rows(out, fmt, district)
         total = await reader.count(district)

@@ -15,6 +15,7 @@ a component died on its own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import signal
 import socket
@@ -80,13 +81,32 @@ def build_components(
                 instance=instance_name(cfg),
             )
         )
-    if "webhooks" in cfg.relay.components:
+    if "webhooks" in cfg.relay.components and keys.partitions > 1:
+        from relay.webhooks.partitions import PartitionedWebhooks
+
+        components.append(
+            PartitionedWebhooks(cfg=cfg, redis=redis, session=session, health=health, keys=keys)
+        )
+    elif "webhooks" in cfg.relay.components:
         from relay.webhooks.delivery import WebhookDelivery
 
         components.append(
             WebhookDelivery(cfg=cfg, redis=redis, session=session, health=health, keys=keys)
         )
-    if "translator" in cfg.relay.components:
+    if "translator" in cfg.relay.components and keys.partitions > 1:
+        from relay.translator.partitions import PartitionedTranslator
+
+        components.append(
+            PartitionedTranslator(
+                cfg=cfg,
+                redis=redis,
+                session=session,
+                health=health,
+                keys=keys,
+                consumer_name=instance_name(cfg),
+            )
+        )
+    elif "translator" in cfg.relay.components:
         from relay.translator.consumer import Translator
 
         components.append(
@@ -108,7 +128,7 @@ class Service:
     def __init__(self, cfg: Config, *, components: list[Component] | None = None) -> None:
         """Prepare a service; ``components`` replaces the configured ones (tests, embedding)."""
         self.cfg = cfg
-        self.keys = Keys(cfg.redis.prefix)
+        self.keys = Keys(cfg.redis.prefix, cfg.redis.partitions)
         self.health = Health()
         self.stop = asyncio.Event()
         self.components: list[Component] = []
@@ -214,6 +234,9 @@ class Service:
     async def _supervise(self, redis: aioredis.Redis) -> None:
         from relay.redis.checks import watch_redis
 
+        if not await self._partitions_agree(redis):
+            self.failed = True
+            return
         tasks = {
             asyncio.create_task(component.run(self.stop), name=component.name)
             for component in self.components
@@ -237,6 +260,33 @@ class Service:
         self.request_stop()
         await self._drain(tasks)
         await cancel_and_wait([watcher], deadline_s=deadline_s)
+
+    async def _partitions_agree(self, redis: aioredis.Redis) -> bool:
+        """Refuse to start with a partition count other than the data's (docs/scaling.md).
+
+        With one partition a Redis that does not answer yet is not fatal (the check is made
+        at the next start). With more, nothing starts before Redis has confirmed the count.
+        """
+        from redis.exceptions import RedisError
+
+        from relay.errors import PartitionsChangedError
+        from relay.redis.partitions import check_partitions
+
+        while not self.stop.is_set():
+            try:
+                await check_partitions(redis, self.keys)
+            except PartitionsChangedError as exc:
+                log.exception("partitions_changed", error=str(exc))
+                return False
+            except (RedisError, OSError) as exc:
+                if self.keys.partitions == 1:
+                    return True
+                log.warning("partitions_check_waiting", error=repr(exc))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop.wait(), timeout=1.0)
+                continue
+            return True
+        return True
 
     def _component_done(self, task: asyncio.Task[None]) -> None:
         """Judge how a component ended: raising, or returning before a stop, is a failure.

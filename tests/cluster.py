@@ -20,10 +20,12 @@ BUS_OFFSET = 10000
 
 
 class RedisClusterServers:
-    """Three cluster-enabled ``redis-server`` processes joined into one cluster (no replicas)."""
+    """Three cluster-enabled ``redis-server`` masters joined into one cluster, each with
+    ``replicas`` replicas (none by default)."""
 
-    def __init__(self) -> None:
+    def __init__(self, replicas: int = 0) -> None:
         self.nodes: list[RedisServer] = []
+        self.replicas = replicas
 
     @property
     def url(self) -> str:
@@ -32,7 +34,7 @@ class RedisClusterServers:
 
     def start(self, timeout_s: float = 20.0) -> None:
         """Start the nodes, create the cluster, wait for ``cluster_state:ok`` on every node."""
-        for _ in range(MASTERS):
+        for _ in range(MASTERS * (1 + self.replicas)):
             node = RedisServer(extra=["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
             node.port = cluster_port()
             node.extra += ["--cluster-config-file", str(node.dir / "nodes.conf")]
@@ -46,7 +48,7 @@ class RedisClusterServers:
                 "create",
                 *addresses,
                 "--cluster-replicas",
-                "0",
+                str(self.replicas),
                 "--cluster-yes",
             ],
             check=True,
@@ -65,6 +67,59 @@ class RedisClusterServers:
         for node in self.nodes:
             node.stop()
         self.nodes.clear()
+
+    def failover(self, master_port: int, timeout_s: float = 20.0) -> int:
+        """``CLUSTER FAILOVER`` on a replica of the master on ``master_port`` (the replica
+        catches up first, so no acknowledged write is lost); returns the new master's port
+        once every node agrees the cluster is ok again."""
+        deadline = time.monotonic() + timeout_s
+        replica = _replica_of(master_port)
+        while replica is None or "master_link_status:up" not in _command(
+            replica, "INFO replication"
+        ):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no replica in sync with the master on {master_port}")
+            time.sleep(0.05)
+            replica = _replica_of(master_port)
+        assert "OK" in _command(replica, "CLUSTER FAILOVER")
+        while "role:master" not in _command(replica, "INFO replication") or not all(
+            _cluster_ok(n.port) for n in self.nodes
+        ):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the cluster failover did not complete")
+            time.sleep(0.05)
+        return replica
+
+
+def _replica_of(master_port: int) -> int | None:
+    """The port of a replica of the master on ``master_port`` (None until one has joined)."""
+    rows = [r.split() for r in _command(master_port, "CLUSTER NODES").splitlines()]
+    rows = [r for r in rows if len(r) >= 8]
+    me = next((r[0] for r in rows if "myself" in r[2]), None)
+    ports = [int(r[1].split("@")[0].rsplit(":", 1)[1]) for r in rows if r[3] == me]
+    return ports[0] if ports else None
+
+
+def _command(port: int, command: str) -> str:
+    """One inline command's reply on a fresh connection (enough for CLUSTER/INFO text)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=2.0) as sock:
+        sock.sendall(command.encode() + b"\r\n")
+        data = b""
+        while True:
+            chunk = sock.recv(65536)
+            data += chunk
+            if not chunk or _complete(data):
+                return data.decode(errors="replace")
+
+
+def _complete(data: bytes) -> bool:
+    """Whether ``data`` holds one whole simple or bulk-string reply."""
+    if data[:1] in (b"+", b"-") or data[:1] == b":":
+        return data.endswith(b"\r\n")
+    if data[:1] == b"$" and b"\r\n" in data:
+        size = int(data[1 : data.index(b"\r\n")])
+        return len(data) >= data.index(b"\r\n") + 2 + size + 2
+    return False
 
 
 def cluster_port() -> int:

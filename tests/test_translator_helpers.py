@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 from relay.config import Config, load_config
 from relay.messages import CURSOR_LOST, EventMessage, encode, normalize
 from relay.redis.keys import Keys
-from relay.translate.ids import legacy_id
+from relay.translate.ids import legacy_ids
 from relay.translate.rules import (
     LEGACY_RECORD_TYPES,
     TeacherLookupNeeded,
@@ -166,8 +166,10 @@ def expected_streams(
     *,
     teacher_ids: dict[str, dict[str, str]] | None = None,
     record_types: frozenset[str] = frozenset(LEGACY_RECORD_TYPES),
+    partition: int = 0,
 ) -> dict[str, list[dict[str, str]]]:
-    """What every legacy stream must hold after translating ``entries`` (the reference model)."""
+    """What every legacy stream must hold after translating ``entries`` (the reference model)
+    of partition ``partition``."""
     snapshots: dict[tuple[str, str], bytes | None] = {}
     teachers = {d: dict(m) for d, m in (teacher_ids or {}).items()}
     streams: dict[str, list[dict[str, str]]] = {}
@@ -183,7 +185,7 @@ def expected_streams(
         except (UntranslatableError, TeacherLookupNeeded):
             continue
         for k, out in enumerate(tr.events):
-            lid = legacy_id(stream_id, k)
+            lid = legacy_ids(stream_id, k + 1, partition)[k]
             streams.setdefault(out.record_type, []).append(
                 {
                     "id": lid,
@@ -226,23 +228,25 @@ async def stream_entries(redis: aioredis.Redis, key: str) -> list[dict[str, str]
     ]
 
 
-async def legacy_streams(redis: aioredis.Redis) -> dict[str, list[dict[str, str]]]:
-    """Every non-empty legacy stream's entries."""
+async def legacy_streams(
+    redis: aioredis.Redis, keys: Keys = KEYS
+) -> dict[str, list[dict[str, str]]]:
+    """Every non-empty legacy stream's entries (of one partition's ``keys``)."""
     result: dict[str, list[dict[str, str]]] = {}
     for record_type in LEGACY_RECORD_TYPES:
-        entries = await stream_entries(redis, KEYS.legacy(record_type))
+        entries = await stream_entries(redis, keys.legacy(record_type))
         if entries:
             result[record_type] = entries
     return result
 
 
-async def messages_of(redis: aioredis.Redis) -> list[tuple[str, EventMessage]]:
+async def messages_of(redis: aioredis.Redis, keys: Keys = KEYS) -> list[tuple[str, EventMessage]]:
     """The events stream's (stream id, message) pairs, control entries left out."""
     import msgspec
 
     decoder = msgspec.json.Decoder(EventMessage)
     out = []
-    for sid, fields in await raw_range(redis, KEYS.events):
+    for sid, fields in await raw_range(redis, keys.events):
         if fields.get(b"type") != CURSOR_LOST.encode():
             out.append((sid.decode(), decoder.decode(fields[b"data"])))
     return out
@@ -259,20 +263,22 @@ async def eventually(
         await asyncio.sleep(0.02)
 
 
-async def drained(redis: aioredis.Redis, group: str = "legacy-translator") -> bool:
+async def drained(
+    redis: aioredis.Redis, group: str = "legacy-translator", keys: Keys = KEYS
+) -> bool:
     """True once the group has delivered and acknowledged every entry of the events stream and
     no entry is held back."""
     try:
-        groups = await redis.xinfo_groups(KEYS.events)
+        groups = await redis.xinfo_groups(keys.events)
     except Exception:
         return False
     for info in groups:
         if info["name"].decode() == group:
-            last = await raw_range(redis, KEYS.events, reverse=True, count=1)
+            last = await raw_range(redis, keys.events, reverse=True, count=1)
             top = last[0][0] if last else b"0-0"
             if info["pending"] != 0 or info["last-delivered-id"] != top:
                 return False
-            return not await redis.exists(KEYS.translator_held)
+            return not await redis.exists(keys.translator_held)
     return False
 
 

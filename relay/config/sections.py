@@ -154,6 +154,8 @@ class RedisSection(Section, frozen=True):
     """How often the maxmemory-policy and persistence checks run (docs/operations.md)."""
     cluster: bool = False
     """Connect with the Redis Cluster client (the prefix must then carry a hash tag)."""
+    partitions: Annotated[int, Meta(ge=1, le=256)] = 1
+    """Partitions of the pipeline (docs/scaling.md); fixed once a deployment has data."""
     pipeline_max_connections: Annotated[int, Meta(ge=4, le=10000)] = 50
     """Connections of the pipeline's pool (poller, translator, leases, webhooks)."""
     api_max_connections: Annotated[int, Meta(ge=2, le=10000)] = 50

@@ -60,8 +60,9 @@ async def count(redis: aioredis.Redis, cfg: Config, source: str) -> int:
     """How many dead letters ``source`` holds."""
     endpoint = _endpoint(cfg, source)
     if endpoint is None:
-        return await deadletters.count(redis, cfg.redis.prefix)
-    return int(await redis.xlen(Keys(cfg.redis.prefix).webhook(endpoint).deadletter))
+        return await deadletters.count(redis, Keys(cfg.redis.prefix, cfg.redis.partitions))
+    parts = Keys(cfg.redis.prefix, cfg.redis.partitions).all_partitions()
+    return sum([int(await redis.xlen(k.webhook(endpoint).deadletter)) for k in parts])
 
 
 async def page(
@@ -70,7 +71,9 @@ async def page(
     """Up to ``limit`` dead letters of ``source`` after entry ``after``, oldest first."""
     endpoint = _endpoint(cfg, source)
     if endpoint is None:
-        found = await deadletters.page(redis, cfg.redis.prefix, after=after, limit=limit)
+        found = await deadletters.page(
+            redis, Keys(cfg.redis.prefix, cfg.redis.partitions), after=after, limit=limit
+        )
         return [
             Letter(
                 entry=d.entry,
@@ -108,7 +111,9 @@ async def replay(
     """Replay ``entries`` of ``source`` (``None``: all); returns how many went back."""
     endpoint = _endpoint(cfg, source)
     if endpoint is None:
-        return await deadletters.replay(redis, cfg.redis.prefix, entries)
+        return await deadletters.replay(
+            redis, Keys(cfg.redis.prefix, cfg.redis.partitions), entries
+        )
     return await admin.replay(cfg, endpoint, entries, redis=redis)
 
 
@@ -118,7 +123,7 @@ async def purge(
     """Delete ``entries`` of ``source`` (``None``: all); returns how many were deleted."""
     endpoint = _endpoint(cfg, source)
     if endpoint is None:
-        return await deadletters.purge(redis, cfg.redis.prefix, entries)
+        return await deadletters.purge(redis, Keys(cfg.redis.prefix, cfg.redis.partitions), entries)
     return await admin.purge(cfg, endpoint, entries, redis=redis)
 
 

@@ -87,25 +87,33 @@ def derive_phase(fleet_phase: str, fields: dict[str, str]) -> str:
     return "waiting"
 
 
-async def district_ids(redis: aioredis.Redis, prefix: str, configured: list[str]) -> list[str]:
-    """Configured districts, then every discovered one and any other with a poll-state hash."""
-    keys = Keys(prefix)
-    head = keys.poll_state("")
+async def district_ids(
+    redis: aioredis.Redis, prefix: Keys | str, configured: list[str]
+) -> list[str]:
+    """Configured districts, then every discovered one and any other with a poll-state hash
+    (in every partition)."""
     seen = set(configured)
-    members: Any = await redis.smembers(keys.fleet_known)
-    found = {decoded(m) for m in members} - seen
-    async for key in redis.scan_iter(match=f"{head}*", count=SCAN_COUNT):
-        district = decoded(key)[len(head) :]
-        if district and ":" not in district and district not in seen:
-            found.add(district)
+    found: set[str] = set()
+    for keys in _keys(prefix).all_partitions():
+        head = keys.poll_state("")
+        members: Any = await redis.smembers(keys.fleet_known)
+        found |= {decoded(m) for m in members} - seen
+        async for key in redis.scan_iter(match=f"{head}*", count=SCAN_COUNT):
+            district = decoded(key)[len(head) :]
+            if district and ":" not in district and district not in seen:
+                found.add(district)
     return [*configured, *sorted(found)]
 
 
+def _keys(prefix: Keys | str) -> Keys:
+    return Keys(prefix) if isinstance(prefix, str) else prefix
+
+
 async def read_fleet(
-    redis: aioredis.Redis, prefix: str, configured: list[str], now: float
+    redis: aioredis.Redis, prefix: Keys | str, configured: list[str], now: float
 ) -> list[District]:
     """Every district with its state, in one pipelined round trip after the key scan."""
-    keys = Keys(prefix)
+    keys = _keys(prefix)
     ids = await district_ids(redis, prefix, configured)
     pipe = redis.pipeline(transaction=False)
     # Pipeline methods queue and return the pipeline; the replies come from execute().

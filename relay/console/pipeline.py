@@ -15,7 +15,7 @@ import msgspec
 from redis.exceptions import ResponseError
 
 from relay.redis.checks import read_persistence, read_policy
-from relay.redis.keys import Keys
+from relay.redis.keys import EndpointKeys, Keys
 from relay.webhooks.stats import public_url
 
 if TYPE_CHECKING:
@@ -113,8 +113,15 @@ async def _added(redis: aioredis.Redis, key: str) -> tuple[int, int]:
 
 async def streams(redis: aioredis.Redis, cfg: Config, meter: RateMeter) -> list[StreamRow]:
     """The events, dead-letter and legacy streams with their lengths and rates."""
-    keys = Keys(cfg.redis.prefix)
-    names = [keys.events, keys.deadletter, *(keys.legacy(t) for t in cfg.legacy.record_types)]
+    names = [
+        name
+        for keys in Keys(cfg.redis.prefix, cfg.redis.partitions).all_partitions()
+        for name in (
+            keys.events,
+            keys.deadletter,
+            *(keys.legacy(t) for t in cfg.legacy.record_types),
+        )
+    ]
     rows = []
     for key in names:
         length, added = await _added(redis, key)
@@ -123,9 +130,24 @@ async def streams(redis: aioredis.Redis, cfg: Config, meter: RateMeter) -> list[
 
 
 async def translator_group(redis: aioredis.Redis, cfg: Config) -> GroupRow:
+    """The translator's group; with partitions, every partition's summed."""
+    parts = Keys(cfg.redis.prefix, cfg.redis.partitions).all_partitions()
+    rows = [await _group(redis, cfg, keys.events) for keys in parts]
+    if len(rows) == 1:
+        return rows[0]
+    return GroupRow(
+        name=rows[0].name,
+        exists=all(r.exists for r in rows),
+        consumers=sum(r.consumers for r in rows),
+        pending=sum(r.pending for r in rows),
+        lag=sum(r.lag or 0 for r in rows),
+        last_delivered_id=None,
+    )
+
+
+async def _group(redis: aioredis.Redis, cfg: Config, events: str) -> GroupRow:
     """The translator's group from XINFO GROUPS (absent stream or group: nothing read yet)."""
     name = cfg.legacy.group
-    events = Keys(cfg.redis.prefix).events
     try:
         groups: list[dict[Any, Any]] = await redis.xinfo_groups(events)
     except ResponseError:
@@ -171,7 +193,28 @@ async def endpoints(redis: aioredis.Redis, cfg: Config) -> list[EndpointRow]:
 
 
 async def _endpoint(redis: aioredis.Redis, cfg: Config, name: str, url: str) -> EndpointRow:
-    keys = Keys(cfg.redis.prefix).webhook(name)
+    """One endpoint's row; with partitions, its state in every partition summed."""
+    parts = Keys(cfg.redis.prefix, cfg.redis.partitions).all_partitions()
+    rows = [await _endpoint_in(redis, keys.webhook(name), url) for keys in parts]
+    if len(rows) == 1:
+        return rows[0]
+    failed = max(rows, key=lambda r: r.last_error_at or 0.0)
+    disabled = next((r for r in rows if r.disabled), rows[0])
+    return EndpointRow(
+        name=name,
+        url=rows[0].url,
+        disabled=disabled.disabled,
+        disabled_at=disabled.disabled_at,
+        backlog=sum(r.backlog for r in rows),
+        retrying=sum(r.retrying for r in rows),
+        dead_letters=sum(r.dead_letters for r in rows),
+        last_error=failed.last_error,
+        last_error_at=failed.last_error_at,
+    )
+
+
+async def _endpoint_in(redis: aioredis.Redis, keys: EndpointKeys, url: str) -> EndpointRow:
+    name = keys.name
     due: list[Any] = await redis.zrange(keys.due, 0, -1)
     pipe = redis.pipeline(transaction=False)
     # Pipeline methods queue and return the pipeline; the replies come from execute().

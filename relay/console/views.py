@@ -17,6 +17,7 @@ from aiohttp import web
 from relay.console import actions, fleet, pipeline
 from relay.console.auth import COOKIE, SESSION_TTL_S, Session
 from relay.logs import get_logger
+from relay.redis.keys import Keys
 
 if TYPE_CHECKING:
     from relay.console.state import Console
@@ -87,9 +88,8 @@ async def fleet_page(console: Console, request: web.Request, session: Session) -
     """The fleet table: counts by phase, filter, sort, one page."""
     q = request.query
     sort = q.get("sort", "id") if q.get("sort") in fleet.SORT_KEYS else "id"
-    rows = await fleet.read_fleet(
-        console.redis, console.cfg.redis.prefix, console.configured, time.time()
-    )
+    keys = Keys(console.cfg.redis.prefix, console.cfg.redis.partitions)
+    rows = await fleet.read_fleet(console.redis, keys, console.configured, time.time())
     selected = fleet.select(
         rows,
         query=q.get("q", ""),

@@ -262,11 +262,15 @@ class StatusSource:
         self._health = health
         self._clock = clock
         self._timeout_s = timeout_s
-        self._keys = Keys(cfg.redis.prefix)
+        self._keys = Keys(cfg.redis.prefix, cfg.redis.partitions)
         self._streams = [
-            self._keys.events,
-            self._keys.deadletter,
-            *(self._keys.legacy(t) for t in cfg.legacy.record_types),
+            name
+            for part in self._keys.all_partitions()
+            for name in (
+                part.events,
+                part.deadletter,
+                *(part.legacy(t) for t in cfg.legacy.record_types),
+            )
         ]
         self.instance = cfg.relay.instance or socket.gethostname()
 
@@ -381,10 +385,28 @@ class StatusSource:
         lengths = dict(zip(self._streams, replies[2 * len(districts) : first_lease], strict=True))
         holders = zip(districts, map(lease_holder, replies[first_lease:]), strict=True)
         leases = {district: holder for district, holder in holders if holder is not None}
-        group = await self._group(lengths[keys.events])
+        group = await self._group(lengths)
         return _Snapshot(districts=statuses, streams=lengths, group=group, leases=leases)
 
-    async def _group(self, events_length: int) -> GroupStatus:
+    async def _group(self, lengths: dict[str, int]) -> GroupStatus:
+        """The translator group; with partitions, every partition's summed (pending, lag,
+        consumers), existing only if it exists in every partition."""
+        parts = [
+            await self._group_of(part.events, lengths[part.events])
+            for part in self._keys.all_partitions()
+        ]
+        if len(parts) == 1:
+            return parts[0]
+        return GroupStatus(
+            name=parts[0].name,
+            exists=all(g.exists for g in parts),
+            consumers=sum(g.consumers for g in parts),
+            pending=sum(g.pending for g in parts),
+            lag=sum(g.lag or 0 for g in parts),
+            last_delivered_id=None,
+        )
+
+    async def _group_of(self, events: str, events_length: int) -> GroupStatus:
         """The translator group from XINFO GROUPS; absent stream or group means nothing read."""
         name = self._cfg.legacy.group
         missing = GroupStatus(
@@ -396,12 +418,12 @@ class StatusSource:
             last_delivered_id=None,
         )
         try:
-            groups = await self._redis.xinfo_groups(self._keys.events)
+            groups = await self._redis.xinfo_groups(events)
         except ResponseError:  # "no such key": the stream does not exist yet
             return missing
         for group in groups:
             if decoded(group["name"]) == name:
-                lag = await group_lag(self._redis, self._keys.events, group)
+                lag = await group_lag(self._redis, events, group)
                 return GroupStatus(
                     name=name,
                     exists=True,
@@ -438,7 +460,7 @@ class StatusSource:
                 districts, replies[n::2], replies[n + 1 :: 2], strict=True
             )
         }
-        return lengths, await self._group(lengths[keys.events]), lags
+        return lengths, await self._group(lengths), lags
 
     def _update_gauges(self, snapshot: _Snapshot) -> None:
         lags = {d.id: (d.lag_s, snapshot.leases.get(d.id)) for d in snapshot.districts}

@@ -42,7 +42,7 @@ async def show_cursors(cfg: Config, district: str | None) -> list[tuple[str, str
     """
     if district is not None:
         _check_district(cfg, district)
-    keys = Keys(cfg.redis.prefix)
+    keys = Keys(cfg.redis.prefix, cfg.redis.partitions)
     redis = create_redis(cfg.redis)
     try:
         static = [d.id for d in cfg.clever.districts]
@@ -66,7 +66,7 @@ async def set_cursor(cfg: Config, district: str, event_id: str) -> str | None:
     _check_district(cfg, district)
     if not is_event_id(event_id):
         raise ConfigError([f"EVENT_ID: {event_id!r} is not a Clever event id (24 lowercase hex)"])
-    keys = Keys(cfg.redis.prefix)
+    keys = Keys(cfg.redis.prefix, cfg.redis.partitions)
     redis = create_redis(cfg.redis)
     try:
         async with redis.pipeline(transaction=True) as pipe:

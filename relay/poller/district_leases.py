@@ -185,6 +185,23 @@ class LeaseTable:
         """
         candidates = [d for d in self.districts if d not in self.held]
         _rng.shuffle(candidates)
+        acquired: list[str] = []
+        for group in self._by_partition(candidates):
+            if want - len(acquired) <= 0:
+                break
+            acquired += await self._acquire_in(group, want - len(acquired), reclaim=reclaim)
+        return acquired
+
+    def _by_partition(self, districts: list[str]) -> list[list[str]]:
+        """``districts`` split by partition (order kept): one script never spans two Cluster
+        slots. With one partition, one group."""
+        groups: dict[str, list[str]] = {}
+        for district in districts:
+            groups.setdefault(self.keys.of(district).prefix, []).append(district)
+        return list(groups.values())
+
+    async def _acquire_in(self, candidates: list[str], want: int, *, reclaim: bool) -> list[str]:
+        """Take up to ``want`` of ``candidates`` (all in one partition)."""
         if want <= 0 or not candidates:
             return []
         keys: list[str] = []
@@ -210,27 +227,29 @@ class LeaseTable:
             return []
         districts = list(self.held)
         try:
-            results = await self._renew(
-                keys=[self.keys.lease(d) for d in districts],
-                args=[self.ttl_ms, *(self.held[d] for d in districts)],
-            )
+            lost = []
+            for group in self._by_partition(districts):
+                results = await self._renew(
+                    keys=[self.keys.lease(d) for d in group],
+                    args=[self.ttl_ms, *(self.held[d] for d in group)],
+                )
+                lost += [d for d, ok in zip(group, results, strict=True) if int(ok) != 1]
         except RedisError:
             if time.monotonic() - self.renewed_at < self.ttl_ms / 1000:
                 raise
             lost = districts
         else:
             self.renewed_at = time.monotonic()
-            lost = [d for d, ok in zip(districts, results, strict=True) if int(ok) != 1]
         for district in lost:
             self.held.pop(district, None)
         return lost
 
     async def release(self, districts: list[str]) -> None:
         """Give leases up at once so another replica need not wait for the TTL."""
-        values = [(d, self.held.pop(d)) for d in districts if d in self.held]
-        if values:
+        values = {d: self.held.pop(d) for d in districts if d in self.held}
+        for group in self._by_partition(list(values)):
             await self._release(
-                keys=[self.keys.lease(d) for d, _ in values], args=[v for _, v in values]
+                keys=[self.keys.lease(d) for d in group], args=[values[d] for d in group]
             )
 
     def forget(self, district: str) -> None:

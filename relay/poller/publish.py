@@ -145,7 +145,7 @@ class Publisher:
             FencedError: the stored cursor is not the expected one (nothing was written).
             redis.exceptions.RedisError: the outcome is unknown; re-read the cursor.
         """
-        keys = self.keys
+        keys = self.keys.of(district)
         args: list[bytes | str] = [
             batch.expected or "",
             batch.new_cursor or "",

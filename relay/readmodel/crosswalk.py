@@ -40,7 +40,7 @@ SWEEP_PER_WRITE = 64
 """Expired deletions removed from Redis per crosswalk write (bounds a script's run time)."""
 
 LUA = """
-local function xw_apply(k3, k2, kx, uid, entry, deleted, now, keep)
+local function xw_update(k3, k2, kx, uid, entry, deleted, now, keep)
   local old = redis.call('HGET', k3, uid)
   if old == entry and deleted ~= '1' then return end
   now = tonumber(now)
@@ -74,14 +74,20 @@ local function xw_apply(k3, k2, kx, uid, entry, deleted, now, keep)
     redis.call('HSET', k3, uid, entry)
     redis.call('ZREM', kx, '3:' .. uid)
   end
-  local cutoff = now - tonumber(keep)
-  local gone = redis.call('ZRANGEBYSCORE', kx, '-inf', cutoff, 'LIMIT', 0, SWEEP_LIMIT)
+end
+local function xw_sweep(k3, k2, kx, now, keep, limit)
+  local cutoff = tonumber(now) - tonumber(keep)
+  local gone = redis.call('ZRANGEBYSCORE', kx, '-inf', cutoff, 'LIMIT', 0, limit)
   for _, m in ipairs(gone) do
     local key = k2
     if string.sub(m, 1, 1) == '3' then key = k3 end
     redis.call('HDEL', key, string.sub(m, 3))
     redis.call('ZREM', kx, m)
   end
+end
+local function xw_apply(k3, k2, kx, uid, entry, deleted, now, keep)
+  xw_update(k3, k2, kx, uid, entry, deleted, now, keep)
+  xw_sweep(k3, k2, kx, now, keep, SWEEP_LIMIT)
 end
 """.replace("SWEEP_LIMIT", str(SWEEP_PER_WRITE))
 """``xw_apply(k3, k2, kx, uid, entry, deleted, now_ms, keep_ms)``: ``entry`` is the user's v3

@@ -114,7 +114,7 @@ class DistrictSync:
         self.redis = redis
         self.client = client
         self.district = district
-        self.keys = Keys(cfg.redis.prefix)
+        self.keys = Keys(cfg.redis.prefix, cfg.redis.partitions)
         self.rk = self.keys.read_model(district)
         self.writer = ReadModelWriter(redis, maxlen=cfg.redis.legacy_maxlen)
         self.crosswalk = CrosswalkWriter(
@@ -206,7 +206,7 @@ class DistrictSync:
                 if rt not in self.record_types:
                     continue
                 op = put_op(
-                    prefix=self.keys.prefix,
+                    prefix=self.keys.of(self.district).prefix,
                     district=self.district,
                     record_type=rt,
                     obj=obj,
@@ -264,7 +264,7 @@ class DistrictSync:
                 await self.writer.apply(
                     [
                         remove_op(
-                            prefix=self.keys.prefix,
+                            prefix=self.keys.of(self.district).prefix,
                             district=self.district,
                             record_type=rt,
                             v2_id=x.decode(),

@@ -37,6 +37,31 @@ data under the others, so a name here changes only with a migration.
 
 from __future__ import annotations
 
+import zlib
+
+PARTITIONS_KEY = "partitions"
+"""``<p>:partitions``: the partition count a deployment was started with (refused if changed)."""
+
+
+def partition_of(district: str, partitions: int) -> int:
+    """The partition of ``district``: CRC-32 (zlib, IEEE) of its id's UTF-8 bytes modulo
+    ``partitions``. A contract: it never changes across versions, or districts would move
+    between partitions and their cursors, streams and state with them."""
+    if partitions <= 1:
+        return 0
+    return zlib.crc32(district.encode()) % partitions
+
+
+def partition_prefix(prefix: str, index: int) -> str:
+    """Partition ``index``'s prefix: the prefix's hash tag (or, without one, the whole prefix)
+    with ``.p<index>`` appended inside the braces, so each partition is one Cluster slot:
+    ``clever`` -> ``{clever.p0}``, ``{clever}`` -> ``{clever.p0}``, ``a:{b}`` -> ``a:{b.p0}``."""
+    start = prefix.find("{")
+    end = prefix.find("}", start + 1) if start >= 0 else -1
+    if start >= 0 and end > start + 1:
+        return f"{prefix[:end]}.p{index}{prefix[end:]}"
+    return f"{{{prefix}.p{index}}}"
+
 
 def fence(lease_key: str) -> str:
     """The counter that numbers acquisitions of the lease ``lease_key`` (its fencing token)."""
@@ -44,31 +69,67 @@ def fence(lease_key: str) -> str:
 
 
 class Keys:
-    """Key names under one prefix."""
+    """Key names under one prefix, split into ``partitions`` partitions (docs/scaling.md).
 
-    def __init__(self, prefix: str) -> None:
+    With one partition (the default) every name is ``<prefix>:...`` exactly as always. With
+    more, the streams and the translator's state exist once per partition (:meth:`partition`,
+    under :func:`partition_prefix`), and every per-district name (cursor, lease, snapshots,
+    crosswalk, read model, fleet state) lives in the district's partition
+    (:func:`partition_of`), so one Lua call never spans two Cluster slots. Only the replica
+    registries (:attr:`replicas`, :attr:`translator_replicas`, :attr:`webhooks_replicas`) and
+    :attr:`partitions_key` stay under the bare prefix (and :attr:`fleet_known`, which is used
+    per partition: ``partition(i).fleet_known``).
+    """
+
+    def __init__(self, prefix: str, partitions: int = 1) -> None:
         self.prefix = prefix
+        self.partitions = max(1, partitions)
+        self._parts = (
+            [Keys(partition_prefix(prefix, i)) for i in range(self.partitions)]
+            if self.partitions > 1
+            else [self]
+        )
+        self.partitions_key = f"{prefix}:{PARTITIONS_KEY}"
         self.events = f"{prefix}:events"
         self.deadletter = f"{prefix}:deadletter"
         self.translator_position = f"{prefix}:translator:position"
         self.translator_lease = f"{prefix}:translator:lease"
         self.translator_held = f"{prefix}:translator:held"
         self.translator_emitted = f"{prefix}:translator:emitted"
+        self.translator_replicas = f"{prefix}:translator:replicas"
+        """Sorted set of replicas running the translator, by last heartbeat (partition leases)."""
+        self.webhooks_replicas = f"{prefix}:webhooks:replicas"
+        """Sorted set of replicas running webhook delivery, by last heartbeat (partitions)."""
         self.replicas = f"{prefix}:replicas"
         """Sorted set of live relay replicas scored by last heartbeat (district lease sharing)."""
         self.fleet_known = f"{prefix}:fleet:districts"
-        """Set of every district discovery has ever seen (docs/fleet.md)."""
+        """Set of every district discovery has ever seen (docs/fleet.md); with partitions, one
+        per partition (``partition(i).fleet_known``), holding that partition's districts."""
+
+    def partition(self, index: int) -> Keys:
+        """The keys of partition ``index`` (this object itself with one partition)."""
+        return self._parts[index]
+
+    def all_partitions(self) -> list[Keys]:
+        """Every partition's keys, in partition order."""
+        return list(self._parts)
+
+    def of(self, district: str) -> Keys:
+        """The keys of ``district``'s partition."""
+        if self.partitions == 1:
+            return self
+        return self._parts[partition_of(district, self.partitions)]
 
     def cursor(self, district: str) -> str:
         """The last Clever event id published for ``district``."""
-        return f"{self.prefix}:cursor:{district}"
+        return f"{self.of(district).prefix}:cursor:{district}"
 
     def all_pattern(self) -> str:
         """A SCAN pattern matching every key under the prefix."""
         return f"{self.prefix}:*"
 
     def cursor_pattern(self) -> str:
-        """A SCAN pattern matching every cursor key."""
+        """A SCAN pattern matching every cursor key (of this partition)."""
         return f"{self.prefix}:cursor:*"
 
     def legacy(self, record_type: str) -> str:
@@ -77,15 +138,15 @@ class Keys:
 
     def users(self, district: str) -> str:
         """Hash of the last known v3 user JSON by user id, for diffing ``users.updated``."""
-        return f"{self.prefix}:users:{district}"
+        return f"{self.of(district).prefix}:users:{district}"
 
     def poll_state(self, district: str) -> str:
         """Hash of a district's poll health (last success, last error), shown in /status."""
-        return f"{self.prefix}:pollstate:{district}"
+        return f"{self.of(district).prefix}:pollstate:{district}"
 
     def lease(self, district: str) -> str:
         """A district's polling lease (scale-out)."""
-        return f"{self.prefix}:lease:{district}"
+        return f"{self.of(district).prefix}:lease:{district}"
 
     def lease_fence(self, district: str) -> str:
         """The counter that numbers acquisitions of a district's lease (its fencing token)."""
@@ -93,15 +154,15 @@ class Keys:
 
     def idmap_v3(self, district: str) -> str:
         """ID crosswalk: hash v3 user id → its roles' v2 ids (:mod:`relay.readmodel.crosswalk`)."""
-        return f"{self.prefix}:idmap:{district}:v3"
+        return f"{self.of(district).prefix}:idmap:{district}:v3"
 
     def idmap_v2(self, district: str) -> str:
         """ID crosswalk: hash v2 id → (v3 user id, role) (:mod:`relay.readmodel.crosswalk`)."""
-        return f"{self.prefix}:idmap:{district}:v2"
+        return f"{self.of(district).prefix}:idmap:{district}:v2"
 
     def idmap_expiry(self, district: str) -> str:
         """ID crosswalk: deleted mappings by deletion time, ms (``readmodel.crosswalk``)."""
-        return f"{self.prefix}:idmap:{district}:expiry"
+        return f"{self.of(district).prefix}:idmap:{district}:expiry"
 
     @property
     def webhooks_lease(self) -> str:
@@ -110,11 +171,11 @@ class Keys:
 
     def teachers(self, district: str) -> str:
         """Hash of teacher v3 user id → v2 legacy id for one district."""
-        return f"{self.prefix}:teachers:{district}"
+        return f"{self.of(district).prefix}:teachers:{district}"
 
     def read_model(self, district: str) -> ReadModelKeys:
         """The keys of ``district``'s v2 read model."""
-        return ReadModelKeys(self.prefix, district)
+        return ReadModelKeys(self.of(district).prefix, district)
 
     def webhook(self, name: str) -> EndpointKeys:
         """The keys of webhook endpoint ``name``."""
@@ -122,7 +183,7 @@ class Keys:
 
     def fleet(self, district: str) -> str:
         """Hash of a discovered district's fleet state: phase, onboarding progress, removal."""
-        return f"{self.prefix}:fleet:{district}"
+        return f"{self.of(district).prefix}:fleet:{district}"
 
 
 class ReadModelKeys:

@@ -13,6 +13,11 @@ seconds, as in an ObjectID, so relay ids sort above every Clever v2 id issued be
 read the event (see ``docs/legacy-consumers.md``). The rest orders entries within a second.
 Stream ids are unique and strictly increasing (across restarts and replicas: Redis assigns
 them), so legacy ids are unique and ascend in emission order across the whole stream.
+
+With ``[redis] partitions`` > 1 each partition has its own events stream, whose ids may equal
+another partition's, so the partition's index goes into the top 8 bits of the 36-bit ``seq``
+field (``seq | partition << 28``): ids stay unique across partitions and ascending within
+each, and partition 0 (every id when there is one partition) is unchanged.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from relay.errors import StreamIdError
 
 MAX_SEQ = 0xFFFFFFFFF
 """36 bits of entry sequence number (entries within one millisecond)."""
+PARTITION_SHIFT = 28
+"""The partition's index sits above this many bits of entry sequence number."""
+MAX_PARTITION_SEQ = (1 << PARTITION_SHIFT) - 1
 MAX_INDEX = 0xFFFF
 MAX_MS = 0xFFFFFFFF * 1000 + 999
 """The 4-byte seconds timestamp lasts until 2106, as an ObjectID's."""
@@ -53,7 +61,7 @@ def legacy_id(stream_id: str, index: int) -> str:
     return f"{ms // 1000:08x}{ms % 1000:03x}{seq:09x}{index:04x}"
 
 
-def legacy_ids(stream_id: str, count: int) -> list[str]:
+def legacy_ids(stream_id: str, count: int, partition: int = 0) -> list[str]:
     """``[legacy_id(stream_id, k) for k in range(count)]``, parsing ``stream_id`` once.
 
     Raises:
@@ -61,19 +69,24 @@ def legacy_ids(stream_id: str, count: int) -> list[str]:
     """
     if count - 1 > MAX_INDEX:
         raise StreamIdError(f"stream id {stream_id} / index {count - 1} overflows a legacy id")
-    prefix = legacy_prefix(stream_id)
+    prefix = legacy_prefix(stream_id, partition)
     if count == 1:
         return [prefix + "0000"]
     return [f"{prefix}{index:04x}" for index in range(count)]
 
 
-def legacy_prefix(stream_id: str) -> str:
-    """The first 20 hex digits (all but the index) of the legacy ids of source entry ``stream_id``.
+def legacy_prefix(stream_id: str, partition: int = 0) -> str:
+    """The first 20 hex digits (all but the index) of the legacy ids of source entry ``stream_id``
+    of partition ``partition`` (see the module docstring).
 
     Raises:
         StreamIdError: a part overflows its field.
     """
     ms, seq = parse_stream_id(stream_id)
+    if partition:
+        if seq > MAX_PARTITION_SEQ or not 0 < partition < 256:
+            raise StreamIdError(f"stream id {stream_id} overflows a partition's legacy id")
+        seq |= partition << PARTITION_SHIFT
     if ms > MAX_MS or seq > MAX_SEQ:
         raise StreamIdError(f"stream id {stream_id} overflows a legacy id")
     return f"{ms // 1000:08x}{ms % 1000:03x}{seq:09x}"

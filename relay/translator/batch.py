@@ -400,7 +400,7 @@ class BatchTranslator:
         elif isinstance(result, tuple):
             item, tr = result
             if release_at is None:
-                ids = legacy_ids(entry.stream_id, len(tr.events))
+                ids = legacy_ids(entry.stream_id, len(tr.events), self.holds.partition)
                 self.holds.note(ids)
             else:
                 ids = self.holds.release_ids(entry.stream_id, release_at, len(tr.events))

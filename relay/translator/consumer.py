@@ -71,6 +71,8 @@ from relay.translator.lookup import TeacherLookup
 from relay.translator.store import FENCED, Store
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import aiohttp
     import redis.asyncio as aioredis
 
@@ -100,9 +102,17 @@ class Translator:
         consumer_name: str | None = None,
         retry_base_s: float = RETRY_BASE_S,
         lookup: TeacherLookup | None = None,
+        partition: int | None = None,
+        gate: Callable[[], bool] | None = None,
     ) -> None:
         legacy = cfg.legacy
         self.cfg = cfg
+        if partition is not None:
+            self.name = f"translator:p{partition}"
+        self.gate = gate
+        """With partitions: asked before taking the lease (this replica's fair share)."""
+        self.step_down = False
+        """Set to hand the lease over after the write in flight (a rebalance)."""
         self.health = health
         self.consumer = consumer_name or f"{socket.gethostname()}-{os.getpid()}"
         self.lease = SingleActiveLease(
@@ -122,7 +132,7 @@ class Translator:
             legacy_maxlen=cfg.redis.legacy_maxlen,
             deadletter_maxlen=cfg.redis.deadletter_maxlen,
         )
-        self.holds = Holds(base_s=retry_base_s, cap_s=RETRY_CAP_S)
+        self.holds = Holds(base_s=retry_base_s, cap_s=RETRY_CAP_S, partition=partition or 0)
         self.batches = BatchTranslator(
             keys=keys,
             store=self.store,
@@ -214,8 +224,12 @@ class Translator:
             log.warning("lease_release_failed")
 
     async def _step(self, stop: asyncio.Event) -> None:
+        if self.step_down:
+            await self._hand_over()
+            await sleep_or_stop(self.lease.ttl_ms / 3000, stop)
+            return
         if not self.lease.held:
-            if not await self.lease.acquire():
+            if (self.gate is not None and not self.gate()) or not await self.lease.acquire():
                 self.role = "standby"
                 await sleep_or_stop(self.lease.ttl_ms / 3000, stop)
                 return
@@ -232,6 +246,15 @@ class Translator:
             self.lease.lost()
             await self._drain()
             self._deactivate("fenced")
+
+    async def _hand_over(self) -> None:
+        """Give the lease up on request (a partition rebalance), after the write in flight."""
+        self.step_down = False
+        if not self.lease.held:
+            return
+        await self._drain()
+        self._deactivate("rebalance")
+        await self.lease.release()
 
     async def _settle(self) -> None:
         """Await the batch write in flight, if any.

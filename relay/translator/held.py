@@ -64,6 +64,8 @@ class Holds:
     """Every held entry id (to tell them from written entries at or below the position)."""
     emitted: str = ""
     """The highest legacy id written (``<p>:translator:emitted``; "" before any)."""
+    partition: int = 0
+    """The partition translated (it is part of every legacy id: relay.translate.ids)."""
 
     def _next_index(self, prefix: str) -> int:
         """The first free released index at the position with legacy id prefix ``prefix``."""
@@ -73,15 +75,18 @@ class Holds:
 
     def can_release(self, position: str) -> bool:
         """Whether ids are left at ``position`` for one more released entry."""
-        return self._next_index(legacy_prefix(position)) + RELEASE_MARGIN <= MAX_INDEX + 1
+        return (
+            self._next_index(legacy_prefix(position, self.partition)) + RELEASE_MARGIN
+            <= MAX_INDEX + 1
+        )
 
     def release_ids(self, stream_id: str, position: str, count: int) -> list[str]:
         """Legacy ids for ``count`` events of released entry ``stream_id`` (module docstring)."""
-        own = legacy_ids(stream_id, count)
+        own = legacy_ids(stream_id, count, self.partition)
         if not own or own[0] > self.emitted:
             ids = own
         else:
-            prefix = legacy_prefix(position)
+            prefix = legacy_prefix(position, self.partition)
             first = self._next_index(prefix)
             ids = [f"{prefix}{k:04x}" for k in range(first, first + count)]
         self.note(ids)

@@ -26,6 +26,7 @@ from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from relay.readmodel.crosswalk import LUA as CROSSWALK_LUA
+from relay.readmodel.crosswalk import SWEEP_PER_WRITE
 from relay.readmodel.snapshots import AT_SUFFIX
 from relay.readmodel.writer import LUA_FUNCTIONS
 from relay.redis.client import is_cluster
@@ -61,7 +62,7 @@ FENCED = -1
 #                                          (BatchWrite.read_model)
 #     'C' n cmd k arg1 .. arg(n-2)         redis.call(cmd, KEYS[k], arg1, ..): any other write
 #     'M' k3 k2 kx uid entry del now keep  the ID crosswalk's update of one user
-#                                          (relay.readmodel.crosswalk: xw_apply)
+#                                          (relay.readmodel.crosswalk: xw_update)
 #     'K' district                         hold this entry: HSET KEYS[5] (<p>:translator:held)
 #                                          <stream id> district (relay.translator.held)
 #
@@ -74,6 +75,7 @@ FENCED = -1
 _COMMIT = (
     LUA_FUNCTIONS
     + CROSSWALK_LUA
+    + f"local SWEEP_PER_WRITE = {SWEEP_PER_WRITE}\n"
     + """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 local group, legacy_max, dl_max = ARGV[2], ARGV[3], ARGV[4]
@@ -87,6 +89,7 @@ local pos = redis.call('GET', KEYS[2])
 if pos then pms, pseq = split(pos) end
 local held = redis.call('HLEN', KEYS[5]) > 0
 local i, n, applied, last, ids, emitted = 1, #ops, 0, nil, {}, nil
+local sweeps = {}
 while i <= n do
   local sid, nops = ops[i], ops[i + 1]
   i = i + 2
@@ -138,8 +141,13 @@ while i <= n do
     -- begin ID crosswalk (relay.readmodel.crosswalk)
     elseif op == 'M' then
       if fresh then
-        xw_apply(KEYS[ops[i + 1]], KEYS[ops[i + 2]], KEYS[ops[i + 3]],
+        xw_update(KEYS[ops[i + 1]], KEYS[ops[i + 2]], KEYS[ops[i + 3]],
           ops[i + 4], ops[i + 5], ops[i + 6], ops[i + 7], ops[i + 8])
+        -- The expiry sweep runs once per crosswalk per batch, not once per user.
+        local kx = ops[i + 3]
+        local sw = sweeps[kx]
+        if sw then sw[3], sw[5] = ops[i + 7], sw[5] + 1
+        else sweeps[kx] = {ops[i + 1], ops[i + 2], ops[i + 7], ops[i + 8], 1} end
       end
       i = i + 9
     -- end ID crosswalk
@@ -150,6 +158,9 @@ while i <= n do
   if fresh then applied = applied + 1 end
   if above then pms, pseq, last = ms, seq, sid end
   ids[#ids + 1] = sid
+end
+for kx, sw in pairs(sweeps) do
+  xw_sweep(KEYS[sw[1]], KEYS[sw[2]], KEYS[kx], sw[3], sw[4], SWEEP_PER_WRITE * sw[5])
 end
 if last then redis.call('SET', KEYS[2], last) end
 if emitted then redis.call('SET', KEYS[6], emitted) end

@@ -61,10 +61,12 @@ class V2Context:
     auth: Authenticator
     pages: PageScripts
     limiter: Limiter = field(default_factory=lambda: Limiter(40, 1))
+    partitions: int = 1
+    """``[redis] partitions``: a district's read model lives in its partition."""
 
     def keys(self, district: str) -> ReadModelKeys:
-        """The read-model keys of ``district``."""
-        return Keys(self.prefix).read_model(district)
+        """The read-model keys of ``district`` (in its partition)."""
+        return Keys(self.prefix, self.partitions).read_model(district)
 
 
 V2_KEY = web.AppKey("v2api", V2Context)

@@ -33,6 +33,7 @@ def add_routes(app: web.Application, *, cfg: Config, redis: aioredis.Redis, keys
     app[V2_KEY] = V2Context(
         redis=redis,
         prefix=keys.prefix,
+        partitions=keys.partitions,
         default_limit=cfg.v2api.default_limit,
         auth=Authenticator.from_config(cfg),
         pages=PageScripts(redis),

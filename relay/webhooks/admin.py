@@ -90,7 +90,7 @@ class DeadLetter(msgspec.Struct, frozen=True):
         )
 
 
-def _endpoint_keys(cfg: Config, endpoint: str) -> EndpointKeys:
+def _endpoint_keys(cfg: Config, endpoint: str) -> list[EndpointKeys]:
     """The keys of a configured endpoint.
 
     Raises:
@@ -98,7 +98,34 @@ def _endpoint_keys(cfg: Config, endpoint: str) -> EndpointKeys:
     """
     if endpoint not in {e.name for e in cfg.webhooks.endpoints}:
         raise ConfigError([f"--endpoint: no webhook endpoint named {endpoint!r} in the config"])
-    return Keys(cfg.redis.prefix).webhook(endpoint)
+    return [
+        k.webhook(endpoint) for k in Keys(cfg.redis.prefix, cfg.redis.partitions).all_partitions()
+    ]
+
+
+def _tagged(index: int, total: int, letters: list[DeadLetter]) -> list[DeadLetter]:
+    """With partitions, entry ids read ``p<i>/<id>`` (the partition's stream, then the id)."""
+    if total == 1:
+        return letters
+    return [msgspec.structs.replace(d, entry=f"p{index}/{d.entry}") for d in letters]
+
+
+def _locate(entry: str, total: int) -> tuple[int, str]:
+    """(partition, stream id) of a dead letter's entry id; partition -1 when it names none."""
+    if total == 1:
+        return 0, entry
+    part, _, stream_id = entry.partition("/")
+    index = int(part[1:]) if part[:1] == "p" and part[1:].isdigit() else -1
+    return (index, stream_id) if 0 <= index < total else (-1, entry)
+
+
+def _grouped(entries: Sequence[str], total: int) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    for entry in entries:
+        index, stream_id = _locate(entry, total)
+        if index >= 0:
+            out.setdefault(index, []).append(stream_id)
+    return out
 
 
 def _dead_letter(entry_id: bytes, fields: dict[bytes, bytes]) -> DeadLetter:
@@ -150,20 +177,33 @@ async def _entries(redis: aioredis.Redis, key: str, ids: Sequence[str]) -> list[
 async def list_dead_letters(
     cfg: Config, endpoint: str, *, redis: aioredis.Redis | None = None
 ) -> list[DeadLetter]:
-    """Every dead letter of ``endpoint``, oldest first."""
-    keys = _endpoint_keys(cfg, endpoint)
+    """Every dead letter of ``endpoint``, oldest first (partition by partition)."""
+    parts = _endpoint_keys(cfg, endpoint)
     async with _client(cfg, redis) as client:
         out: list[DeadLetter] = []
-        while page := await _page(client, keys.deadletter, out[-1].entry if out else ""):
-            out.extend(page)
+        for index, keys in enumerate(parts):
+            mine: list[DeadLetter] = []
+            while page := await _page(client, keys.deadletter, mine[-1].entry if mine else ""):
+                mine.extend(page)
+            out += _tagged(index, len(parts), mine)
         return out
 
 
 async def page_dead_letters(
     cfg: Config, endpoint: str, *, redis: aioredis.Redis, after: str = "", limit: int = PAGE
 ) -> list[DeadLetter]:
-    """Up to ``limit`` dead letters of ``endpoint`` after entry ``after``, oldest first."""
-    return await _page(redis, _endpoint_keys(cfg, endpoint).deadletter, after, limit)
+    """Up to ``limit`` dead letters of ``endpoint`` after entry ``after``, oldest first
+    (partition by partition)."""
+    parts = _endpoint_keys(cfg, endpoint)
+    start, after_id = _locate(after, len(parts)) if after else (0, "")
+    out: list[DeadLetter] = []
+    for index in range(max(0, start), len(parts)):
+        low = after_id if index == start else ""
+        page = await _page(redis, parts[index].deadletter, low, limit - len(out))
+        out += _tagged(index, len(parts), page)
+        if len(out) >= limit:
+            break
+    return out
 
 
 async def _requeue(client: aioredis.Redis, keys: EndpointKeys, page: list[DeadLetter]) -> int:
@@ -189,27 +229,41 @@ async def replay(
     Args:
         entries: these dead-letter entry ids; ``None`` means all of them.
     """
-    keys = _endpoint_keys(cfg, endpoint)
+    parts = _endpoint_keys(cfg, endpoint)
+    wanted = None if entries is None else _grouped(entries, len(parts))
     async with _client(cfg, redis) as client:
         total = 0
-        if entries is not None:
-            for start in range(0, len(entries), PAGE):
-                found = await _entries(client, keys.deadletter, entries[start : start + PAGE])
-                total += await _requeue(client, keys, found) if found else 0
-        else:
-            after = ""
-            while page := await _page(client, keys.deadletter, after):
-                after = page[-1].entry
-                total += await _requeue(client, keys, page)
-        await client.hdel(keys.state, "disabled", "disabled_at")
+        for index, keys in enumerate(parts):
+            if wanted is None:
+                total += await _replay_all(client, keys)
+            elif index in wanted:
+                total += await _replay_some(client, keys, wanted[index])
+            await client.hdel(keys.state, "disabled", "disabled_at")
         return total
+
+
+async def _replay_all(client: aioredis.Redis, keys: EndpointKeys) -> int:
+    total, after = 0, ""
+    while page := await _page(client, keys.deadletter, after):
+        after = page[-1].entry
+        total += await _requeue(client, keys, page)
+    return total
+
+
+async def _replay_some(client: aioredis.Redis, keys: EndpointKeys, entries: list[str]) -> int:
+    total = 0
+    for start in range(0, len(entries), PAGE):
+        found = await _entries(client, keys.deadletter, entries[start : start + PAGE])
+        total += await _requeue(client, keys, found) if found else 0
+    return total
 
 
 async def enable(cfg: Config, endpoint: str, *, redis: aioredis.Redis | None = None) -> bool:
     """Re-enable an endpoint disabled by a 410 Gone; returns whether it was disabled."""
-    keys = _endpoint_keys(cfg, endpoint)
+    parts = _endpoint_keys(cfg, endpoint)
     async with _client(cfg, redis) as client:
-        return bool(await client.hdel(keys.state, "disabled", "disabled_at"))
+        found = [await client.hdel(k.state, "disabled", "disabled_at") for k in parts]
+        return any(found)
 
 
 async def purge(
@@ -220,11 +274,16 @@ async def purge(
     redis: aioredis.Redis | None = None,
 ) -> int:
     """Delete dead letters of ``endpoint`` (``None``: all); returns how many were deleted."""
-    keys = _endpoint_keys(cfg, endpoint)
+    parts = _endpoint_keys(cfg, endpoint)
     async with _client(cfg, redis) as client:
-        if entries is None:
-            return int(await client.register_script(_PURGE_LUA)(keys=[keys.deadletter]))
         total = 0
-        for start in range(0, len(entries), PAGE):
-            total += int(await client.xdel(keys.deadletter, *entries[start : start + PAGE]))
+        if entries is None:
+            purge_all = client.register_script(_PURGE_LUA)
+            for keys in parts:
+                total += int(await purge_all(keys=[keys.deadletter]))
+            return total
+        for index, ids in _grouped(entries, len(parts)).items():
+            key = parts[index].deadletter
+            for start in range(0, len(ids), PAGE):
+                total += int(await client.xdel(key, *ids[start : start + PAGE]))
         return total

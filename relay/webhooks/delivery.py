@@ -23,6 +23,8 @@ from relay.tasks import cancel_and_wait
 from relay.webhooks.endpoint import EndpointWorker
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import aiohttp
     import redis.asyncio as aioredis
 
@@ -49,12 +51,27 @@ class WebhookDelivery:
         health: Health,
         keys: Keys,
         stats_interval_s: float = STATS_INTERVAL_S,
+        partition: int | None = None,
+        gate: Callable[[], bool] | None = None,
     ) -> None:
         # ``session`` (the shared one, with Clever's timeout) is not used: each endpoint needs
         # its own timeout and connection pool.
         del session
+        self.loops = "webhooks" if partition is None else f"webhooks:p{partition}"
+        """Prefix of the loop names (health), one per partition."""
+        self.gate = gate
+        """With partitions: asked before taking the lease (this replica's fair share)."""
+        self.step_down = False
+        """Set to hand the lease over (a partition rebalance)."""
         self.workers = [
-            EndpointWorker(endpoint=endpoint, cfg=cfg, redis=redis, keys=keys, health=health)
+            EndpointWorker(
+                endpoint=endpoint,
+                cfg=cfg,
+                redis=redis,
+                keys=keys,
+                health=health,
+                loops=self.loops,
+            )
             for endpoint in cfg.webhooks.endpoints
         ]
         self.stats_interval_s = stats_interval_s
@@ -69,13 +86,13 @@ class WebhookDelivery:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver while holding the lease, stand by otherwise, until ``stop`` is set."""
-        loop_name = "webhooks:lease"
+        loop_name = f"{self.loops}:lease"
         self.health.register(loop_name, self.lease.ttl_ms / 1000 * 3 + 30)
         try:
             while not stop.is_set():
                 self.health.tick(loop_name)
                 try:
-                    acquired = await self.lease.acquire()
+                    acquired = (self.gate is None or self.gate()) and await self.lease.acquire()
                 except RedisError as exc:
                     log.warning("webhooks_lease_unavailable", error=type(exc).__name__)
                     acquired = False
@@ -91,9 +108,7 @@ class WebhookDelivery:
     async def _active(self, stop: asyncio.Event, loop_name: str) -> None:
         """Deliver until ``stop`` is set or the lease is lost, then release it."""
         inner = asyncio.Event()
-        keeper = asyncio.create_task(
-            self._keep_lease(stop, inner, loop_name), name="webhooks:lease"
-        )
+        keeper = asyncio.create_task(self._keep_lease(stop, inner, loop_name), name=loop_name)
         try:
             await self._deliver(inner)
         finally:
@@ -108,6 +123,10 @@ class WebhookDelivery:
                 await asyncio.wait_for(stop.wait(), self.lease.ttl_ms / 3000)
             self.health.tick(loop_name)
             if stop.is_set():
+                break
+            if self.step_down:
+                self.step_down = False
+                log.info("webhooks_rebalance_release", loops=self.loops)
                 break
             try:
                 renewed = await self.lease.renew()

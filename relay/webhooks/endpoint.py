@@ -86,9 +86,12 @@ class EndpointWorker:
         redis: aioredis.Redis,
         keys: Keys,
         health: Health,
+        loops: str = "webhooks",
     ) -> None:
         self.endpoint = endpoint
         self.name = endpoint.name
+        self.loops = loops
+        """Prefix of this worker's loop names (``webhooks:p<i>`` with partitions)."""
         self.redis = redis
         self.health = health
         self.keys = keys.webhook(endpoint.name)
@@ -118,7 +121,7 @@ class EndpointWorker:
 
     async def ingest(self, stop: asyncio.Event) -> None:
         """Move matching source entries into district queues until ``stop``."""
-        loop_name = f"webhooks:{self.name}:ingest"
+        loop_name = f"{self.loops}:{self.name}:ingest"
         self.health.register(loop_name, LOOP_DEADLINE_S)
         positions: dict[str, str] | None = None
         try:
@@ -164,7 +167,7 @@ class EndpointWorker:
 
     async def deliver(self, stop: asyncio.Event) -> None:
         """Dispatch due queue heads until ``stop``, then wait for the attempts in flight."""
-        loop_name = f"webhooks:{self.name}:delivery"
+        loop_name = f"{self.loops}:{self.name}:delivery"
         self.health.register(loop_name, LOOP_DEADLINE_S)
         try:
             while not stop.is_set():

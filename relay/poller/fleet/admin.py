@@ -30,7 +30,7 @@ COLUMNS = ("district", "source", "phase", "cursor", "lag_s", "onboarding")
 
 async def district_rows(cfg: Config) -> list[tuple[str, ...]]:
     """One row per district (static first, then discovered, each sorted), as :data:`COLUMNS`."""
-    keys = Keys(cfg.redis.prefix)
+    keys = Keys(cfg.redis.prefix, cfg.redis.partitions)
     redis = create_redis(cfg.redis)
     try:
         static = [d.id for d in cfg.clever.districts]

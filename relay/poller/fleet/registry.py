@@ -119,15 +119,23 @@ class Registry:
         the removal cannot bring it back. Returns every district's phase now.
         """
         now = repr(time.time())
-        phases: list[Any] = []
-        for start in range(0, len(districts), SEEN_CHUNK):
-            chunk = districts[start : start + SEEN_CHUNK]
-            keys = [self.keys.fleet_known]
-            for district in chunk:
-                keys += [self.keys.fleet(district), self.keys.cursor(district)]
-            args = [initial, repr(read_started), now, repr(retention_s), *chunk]
-            phases += await self._seen(keys=keys, args=args)
-        return {d: _text(p) for d, p in zip(districts, phases, strict=True)}
+        out: dict[str, str] = {}
+        # One script per partition's chunk: with partitions, the discovered set is per
+        # partition too, so no script spans two Cluster slots.
+        by_part: dict[str, list[str]] = {}
+        for district in districts:
+            by_part.setdefault(self.keys.of(district).prefix, []).append(district)
+        for group in by_part.values():
+            known = self.keys.of(group[0]).fleet_known
+            for start in range(0, len(group), SEEN_CHUNK):
+                chunk = group[start : start + SEEN_CHUNK]
+                keys = [known]
+                for district in chunk:
+                    keys += [self.keys.fleet(district), self.keys.cursor(district)]
+                args = [initial, repr(read_started), now, repr(retention_s), *chunk]
+                phases: Any = await self._seen(keys=keys, args=args)
+                out.update((d, _text(p)) for d, p in zip(chunk, phases, strict=True))
+        return {d: out[d] for d in districts}
 
     async def remove(self, district: str, reason: str) -> bool:
         """Mark ``district`` removed and append ``relay.district_removed`` (only the first time).
@@ -143,7 +151,11 @@ class Registry:
             reason=reason,
         )
         done = await self._remove(
-            keys=[self.keys.fleet(district), self.keys.events, self.keys.cursor(district)],
+            keys=[
+                self.keys.fleet(district),
+                self.keys.of(district).events,
+                self.keys.cursor(district),
+            ],
             args=[
                 repr(time.time()),
                 self.events_maxlen,
@@ -172,7 +184,11 @@ class Registry:
             counts=counts,
         )
         code, holder = await self._onboarded(
-            keys=[self.keys.fleet(district), self.keys.events, self.keys.lease(district)],
+            keys=[
+                self.keys.fleet(district),
+                self.keys.of(district).events,
+                self.keys.lease(district),
+            ],
             args=[
                 lease or "",
                 self.events_maxlen,
@@ -195,8 +211,7 @@ class Registry:
 
     async def known(self) -> list[str]:
         """Every district ever discovered, sorted."""
-        members: Any = await self.redis.smembers(self.keys.fleet_known)
-        return sorted(_text(m) for m in members)
+        return sorted(await _known(self.redis, self.keys))
 
     async def set_progress(self, district: str, progress: dict[str, int]) -> None:
         """Store an onboarding's running counts (shown by ``districts list``)."""
@@ -247,5 +262,13 @@ async def discovered_districts(
     """Every district discovery has seen that is not also static, sorted (none without it)."""
     if cfg.clever.discovery is None:
         return []
-    members: Any = await redis.smembers(keys.fleet_known)
-    return sorted(d for d in map(_text, members) if d not in set(static))
+    return sorted(d for d in await _known(redis, keys) if d not in set(static))
+
+
+async def _known(redis: aioredis.Redis, keys: Keys) -> set[str]:
+    """Every district discovery has seen (in every partition's set)."""
+    found: set[str] = set()
+    for part in keys.all_partitions():
+        members: Any = await redis.smembers(part.fleet_known)
+        found |= {_text(m) for m in members}
+    return found
