@@ -20,18 +20,25 @@ from relay.config import validate
 from relay.health import Health
 from relay.simulator import SimOptions, World, running_simulator
 from relay.simulator.faults import FaultsPatch
-from relay.translate.ids import legacy_prefix
+from relay.translate.ids import legacy_id, legacy_prefix
 from relay.translator.consumer import Translator
 from tests.test_translator_e2e import pipeline_cfg
 from tests.test_translator_helpers import (
+    DISTRICT_A,
+    DISTRICT_B,
     KEYS,
     drained,
+    event,
     eventually,
     expected_streams,
     legacy_streams,
     messages_of,
+    object_id,
+    publish,
     publish_raw,
+    student,
     teacher_ids_from_clever,
+    test_cfg,
 )
 
 if TYPE_CHECKING:
@@ -207,3 +214,37 @@ class TestDistrictIsolation:
             async with translating(make_translator(cfg, redis_client, session, "t2")):
                 await eventually(lambda: drained(redis_client), timeout_s=60, what="drained")
             await assert_exact(redis_client, sim, session, held)
+
+    async def test_held_district_out_of_release_ids_waits_for_the_position_to_move(
+        self, redis_client: aioredis.Redis, redis_url: str
+    ) -> None:
+        """With no release ids left at the position, other entries still flow, then it releases."""
+        cfg = test_cfg(redis_url)
+        first = await publish(
+            redis_client,
+            DISTRICT_A,
+            [event("users.created", student(object_id(n), DISTRICT_A)) for n in (1, 2)],
+        )
+        await publish(
+            redis_client, DISTRICT_B, [event("users.created", student(object_id(3), DISTRICT_B))]
+        )
+        async with aiohttp.ClientSession() as session:
+            async with translating(make_translator(cfg, redis_client, session, "t1")):
+                await eventually(lambda: drained(redis_client), what="drained")
+            # Set A's two entries aside as held and spend the ids left at the position.
+            position = (await messages_of(redis_client))[-1][0]
+            await redis_client.hset(KEYS.translator_held, mapping=dict.fromkeys(first, DISTRICT_A))
+            await redis_client.set(KEYS.translator_emitted, f"{legacy_prefix(position)}ffd0")
+            [later] = await publish(
+                redis_client,
+                DISTRICT_B,
+                [event("users.created", student(object_id(4), DISTRICT_B))],
+            )
+            async with translating(make_translator(cfg, redis_client, session, "t2")):
+                await eventually(lambda: drained(redis_client), what="drained")
+        tail = (await legacy_streams(redis_client))["students"][-3:]
+        assert [(e["district"], e["id"]) for e in tail] == [
+            (DISTRICT_B, legacy_id(later, 0)),
+            (DISTRICT_A, f"{legacy_prefix(later)}8000"),
+            (DISTRICT_A, f"{legacy_prefix(later)}8001"),
+        ]
