@@ -174,6 +174,24 @@ async def assert_exact(
         assert [e["id"] for e in entries] == sorted(e["id"] for e in entries)
 
 
+async def held_count(redis: aioredis.Redis, n: int) -> bool:
+    """True once exactly ``n`` entries are held back."""
+    return int(await redis.hlen(KEYS.translator_held)) == n
+
+
+async def keep_publishing(redis: aioredis.Redis, district: str, stop: asyncio.Event) -> None:
+    """Publish students of ``district`` in bursts of 200 (faster than batches of 10 are written)
+    until ``stop`` is set (not cancelled: a cancelled pipeline leaves its connection hanging)."""
+    for burst in itertools.count():
+        if stop.is_set():
+            return
+        ids = range(burst * 200, (burst + 1) * 200)
+        await publish(
+            redis, district, [event("users.created", student(object_id(n), district)) for n in ids]
+        )
+        await asyncio.sleep(0)
+
+
 class TestDistrictIsolation:
     """A failing district is held alone."""
 
@@ -248,3 +266,35 @@ class TestDistrictIsolation:
             (DISTRICT_A, f"{legacy_prefix(later)}8000"),
             (DISTRICT_A, f"{legacy_prefix(later)}8001"),
         ]
+
+    async def test_due_held_district_is_retried_while_other_entries_keep_coming(
+        self, redis_client: aioredis.Redis, redis_url: str
+    ) -> None:
+        """A steady flow of another district's entries does not delay held retries to the sweep."""
+        world = World.generate(23, districts=2, events_per_district=40)
+        held, other = world.districts[0].id, world.districts[1].id
+        async with (
+            running_simulator(world, SimOptions(rate_limit=0)) as sim,
+            aiohttp.ClientSession() as session,
+        ):
+            cfg = validate(
+                pipeline_cfg(
+                    redis_url, sim, batch_size=10, max_deliveries=1_000_000, claim_idle_ms=600_000
+                )
+            )
+            sim.set_faults(FaultsPatch(fail_rate=1.0, districts=[held]))
+            async with translating(make_translator(cfg, redis_client, session, "t1")):
+                await publish_raw(redis_client, [(held, e) for e in feeds(world)[held][:3]])
+                await eventually(
+                    lambda: held_count(redis_client, 3), timeout_s=60, what="district held"
+                )
+                sim.set_faults(FaultsPatch(fail_rate=0.0, districts=[]))
+                stop = asyncio.Event()
+                flowing = asyncio.create_task(keep_publishing(redis_client, other, stop))
+                try:
+                    await eventually(
+                        lambda: held_count(redis_client, 0), timeout_s=60, what="released"
+                    )
+                finally:
+                    stop.set()
+                    await flowing
