@@ -182,8 +182,10 @@ class TestReturnAfterRetention:
                 await sim_call("DELETE", f"{sim.base_url}/_sim/districts/{district.id}")
                 await wait_for(lambda: _removed(redis_client, 1))
                 # A stale sync left behind (as if it had stopped mid-run) must not be resumed.
-                stale = {"event": str(first_e0), **{f"done:{rt}": "1" for rt in ORDER}}
-                await redis_client.hset(KEYS.read_model(district.id).sync, mapping=stale)
+                sync_key = KEYS.read_model(district.id).sync
+                await redis_client.hset(sync_key, "event", str(first_e0))
+                for rt in ORDER:
+                    await redis_client.hset(sync_key, f"done:{rt}", "1")
                 district.generate(4)
                 second_e0 = district.feed.last_id
                 await sim_call("POST", f"{sim.base_url}/_sim/districts", {"id": district.id})
