@@ -106,6 +106,11 @@ class Onboarding:
                 this again.
         """
         state = await self.registry.read(poller.id)
+        while state.get("phase") not in (ONBOARDING, POLLING):
+            # Removed (or its fleet hash deleted): polling from the feed's start would publish
+            # its history without a sync; wait until the list brings it back or it is stopped.
+            await self._park(poller)
+            state = await self.registry.read(poller.id)
         if "old_cursor" in state or "reonboard" in state:
             await self._forget_old(poller, state.get("old_cursor"))
         if state.get("phase") != ONBOARDING:
@@ -136,6 +141,17 @@ class Onboarding:
         await self.redis.delete(rk.sync, *(rk.sync_seen(rt) for rt in V2_TYPES_ALL))
         await self.registry.clear_old_cursor(poller.id)
 
+    async def _park(self, poller: OnboardingDistrict) -> None:
+        """Wait one progress period, ticking health.
+
+        Raises:
+            Stopped: the poller was asked to stop.
+        """
+        poller.health.tick(poller.name)
+        if poller.stopping():
+            raise Stopped("stop requested while removed")
+        await asyncio.sleep(PROGRESS_EVERY_S)
+
     async def _wait_for_slot(self, poller: OnboardingDistrict) -> None:
         """Take an onboarding slot, ticking the district's health while waiting (a long queue
         of new districts is not a stuck loop) and giving up when the poller is stopped.
@@ -164,6 +180,7 @@ class Onboarding:
             token=poller.token,
             timeout_s=c.request_timeout_s,
             rate_limit_reserve=c.rate_limit_reserve,
+            api_version=c.api_version,
         )
         sync = DistrictSync(cfg=self.cfg, redis=self.redis, client=client, district=poller.id)
         self.progress[poller.id] = sync.counts
