@@ -16,6 +16,7 @@ from aiohttp import web
 
 from relay.console import actions, fleet, pipeline
 from relay.console.auth import COOKIE, SESSION_TTL_S, Session
+from relay.errors import UsageError
 from relay.logs import get_logger
 
 if TYPE_CHECKING:
@@ -220,7 +221,10 @@ async def apply_letters(
     action = str(form.get("action", ""))
     entries = None if form.get("scope") == "all" else [str(e) for e in form.getall("entries", [])]
     if action == "replay":
-        done = await actions.replay(console.redis, console.cfg, source, entries)
+        try:
+            done = await actions.replay(console.redis, console.cfg, source, entries)
+        except UsageError as exc:  # a partial dead letter: the text says to run a sync
+            raise web.HTTPBadRequest(text=str(exc)) from exc
     elif action == "purge":
         done = await actions.purge(console.redis, console.cfg, source, entries)
     else:

@@ -460,11 +460,18 @@ class BatchTranslator:
     def _dead_roles(
         outcome: Outcome, entry: Entry, msg: EventMessage, dead: list[tuple[str, str]]
     ) -> None:
-        """Dead-letter each role that cannot be translated (the detail names the role)."""
+        """Dead-letter each role that cannot be translated (the detail names the role), marked
+        partial: the user's other roles went out, so replaying the whole event would repeat them
+        (a sync repairs the role instead)."""
         data = (entry.fields or {}).get(b"data", b"")
         for reason, detail in dead:
             outcome.write.dead_letter(
-                reason=reason, detail=detail, district=msg.district, source=msg.id, data=data
+                reason=reason,
+                detail=detail,
+                district=msg.district,
+                source=msg.id,
+                data=data,
+                partial=True,
             )
             outcome.dead[reason] += 1
 
