@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from relay.errors import UsageError
 from relay.redis.keys import Keys
 
 if TYPE_CHECKING:
@@ -29,6 +28,11 @@ if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
 PAGE = 500
+
+
+class PartialDeadLetterError(ValueError):
+    """A replay named a partial dead letter (the message says to run ``sync`` instead)."""
+
 
 _REPLAY_LUA = """
 local n = 0
@@ -141,7 +145,7 @@ async def replay(redis: aioredis.Redis, prefix: str, entries: Sequence[str] | No
             counted).
 
     Raises:
-        UsageError: ``entries`` names a partial dead letter (nothing is replayed).
+        PartialDeadLetterError: ``entries`` names a partial dead letter (nothing is replayed).
     """
     keys = Keys(prefix)
     script = redis.register_script(_REPLAY_LUA)
@@ -166,7 +170,7 @@ async def _refuse_partial(redis: aioredis.Redis, keys: Keys, entries: Sequence[s
         reply: Any = await redis.xrange(keys.deadletter, min=entry, max=entry)
         if reply and parse_entry(*reply[0]).partial:
             district = parse_entry(*reply[0]).district
-            raise UsageError(
+            raise PartialDeadLetterError(
                 f"dead letter {entry} is one role of a user event whose other roles went out: "
                 "replaying it would re-translate the whole event; run "
                 f"`clever-relay sync --district {district}` instead, then purge it"

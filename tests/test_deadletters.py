@@ -9,7 +9,6 @@ import pytest
 import redis
 
 from relay import deadletters
-from relay.errors import UsageError
 from relay.redis.keys import EndpointKeys
 from relay.webhooks import admin
 from tests.test_cli import run_cli
@@ -101,7 +100,7 @@ class TestDeadletterFunctions:
         fields: Any = {**TRANSLATOR, "partial": "1"}
         partial: Any = await redis_client.xadd("dl:deadletter", fields)
         entry = partial.decode()
-        with pytest.raises(UsageError) as refused:
+        with pytest.raises(deadletters.PartialDeadLetterError) as refused:
             await deadletters.replay(redis_client, "dl", [entry])
         assert str(refused.value) == (
             f"dead letter {entry} is one role of a user event whose other roles went out: "

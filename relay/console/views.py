@@ -14,9 +14,9 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from relay import deadletters
 from relay.console import actions, fleet, pipeline
 from relay.console.auth import COOKIE, SESSION_TTL_S, Session
-from relay.errors import UsageError
 from relay.logs import get_logger
 
 if TYPE_CHECKING:
@@ -223,7 +223,9 @@ async def apply_letters(
     if action == "replay":
         try:
             done = await actions.replay(console.redis, console.cfg, source, entries)
-        except UsageError as exc:  # a partial dead letter: the text says to run a sync
+        except (
+            deadletters.PartialDeadLetterError
+        ) as exc:  # a partial dead letter: the text says to run a sync
             raise web.HTTPBadRequest(text=str(exc)) from exc
     elif action == "purge":
         done = await actions.purge(console.redis, console.cfg, source, entries)
