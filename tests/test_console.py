@@ -157,6 +157,21 @@ class TestAccess:
         assert response.status == 403
         assert await redis_client.xlen("cons:deadletter") == 1
         assert entry
+        # The refusal keeps the console's security headers.
+        assert (response.headers["X-Frame-Options"], response.headers["Cache-Control"]) == (
+            "DENY",
+            "no-store",
+        )
+
+    async def test_cookie_is_secure_behind_a_tls_proxy(self, client: Client) -> None:
+        """With ``X-Forwarded-Proto: https`` (a TLS-terminating proxy) the cookie is Secure."""
+        response = await client.post(
+            "/console/login",
+            data={"token": TOKEN, "who": "ada"},
+            headers={"X-Forwarded-Proto": "https"},
+            allow_redirects=False,
+        )
+        assert response.cookies["relay_console"]["secure"] is True
 
     async def test_pages_show_no_secret(self, client: Client) -> None:
         """No page shows the console token, a district token, a webhook secret or URL credential."""

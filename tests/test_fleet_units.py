@@ -99,6 +99,20 @@ class TestTokensClient:
         base = await serve(handler)
         assert await _read(base) == {"d1": "t1", "d2": "t2", "d3": "t3"}
 
+    async def test_a_next_link_with_another_scheme_is_not_followed(self, serve: Any) -> None:
+        """A next link to the same host under another scheme never gets the credentials."""
+        base = ""
+
+        async def handler(request: web.Request) -> web.Response:
+            if request.query.get("page") == "2":
+                return web.json_response({"data": [_item("d2", "t2")], "links": []})
+            other = base.replace("http://", "https://", 1)
+            links = [{"rel": "next", "uri": f"{other}/oauth/tokens?page=2"}]
+            return web.json_response({"data": [_item("d1", "t1")], "links": links})
+
+        base = await serve(handler)
+        assert await _read(base) == {"d1": "t1"}
+
     async def test_a_next_link_that_loops_ends_the_walk(self, serve: Any) -> None:
         """A next link pointing back at the same page stops instead of looping forever."""
 

@@ -71,7 +71,8 @@ async def login(console: Console, request: web.Request) -> web.StreamResponse:
         max_age=int(SESSION_TTL_S),
         httponly=True,
         samesite="Strict",
-        secure=request.secure,
+        # Behind a TLS-terminating proxy (docs/console.md); a forged header only makes it stricter.
+        secure=request.secure or request.headers.get("X-Forwarded-Proto") == "https",
     )
     raise response
 
