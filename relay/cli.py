@@ -171,7 +171,10 @@ async def _deadletter(cfg: Config, args: argparse.Namespace) -> str:
             return "".join(f"{letter.line()}\n" for letter in letters)
         entries = args.entry or None
         if args.deadletter_command == "replay":
-            count = await deadletters.replay(redis, prefix, entries)
+            try:
+                count = await deadletters.replay(redis, prefix, entries)
+            except deadletters.PartialDeadLetterError as exc:
+                raise UsageError(f"deadletter replay: {exc}") from exc
             return f"{count} dead letter(s) appended to the events stream again\n"
         if entries is None and not args.all:
             raise UsageError("deadletter purge: give entry ids, or --all to delete every one")

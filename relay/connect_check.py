@@ -70,6 +70,26 @@ async def token_problem(
     return None
 
 
+async def discovery_problem(session: aiohttp.ClientSession, cfg: Config) -> str | None:
+    """One token-list request with the app's client id and secret; what is wrong, else None."""
+    discovery = cfg.clever.discovery
+    if discovery is None:
+        return None
+    client_id, secret = discovery.resolve_credentials()
+    base = discovery.oauth_base_url.rstrip("/")
+    auth = aiohttp.BasicAuth(client_id, secret)
+    try:
+        async with session.get(f"{base}/oauth/tokens?owner_type=district", auth=auth) as response:
+            status = response.status
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return f"clever.discovery: Clever did not answer at {base} ({type(exc).__name__})"
+    if status in (401, 403):
+        return f"clever.discovery: client id/secret refused (HTTP {status})"
+    if status != 200:
+        return f"clever.discovery: GET /oauth/tokens answered HTTP {status}"
+    return None
+
+
 async def connect_report(cfg: Config) -> tuple[list[str], list[str]]:
     """(problems, notes) for Redis and every district's token."""
     problems, notes = await redis_report(cfg)
@@ -82,7 +102,10 @@ async def connect_report(cfg: Config) -> tuple[list[str], list[str]]:
                 for i, d in enumerate(cfg.clever.districts)
             )
         )
+        listed = await discovery_problem(session, cfg)
     problems += [line for line in found if line is not None]
+    if listed is not None:
+        problems.append(listed)
     accepted = found.count(None)
     notes.append(f"clever ok: {accepted} of {len(found)} district token(s) accepted")
     return problems, notes

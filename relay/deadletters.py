@@ -6,7 +6,9 @@ these, so a dead letter handled from either place is handled the same way.
 Replay means: append the original event to the events stream again, so the translator
 processes it like a new event, and delete the dead letter, in one script (a crash mid-replay
 neither loses nor doubles one). Only ``stage = translator`` entries can be replayed: a poller
-dead letter is not a valid event (docs/operations.md, "Dead letters"). Purge deletes entries
+dead letter is not a valid event (docs/operations.md, "Dead letters"), and a *partial* one
+(one role of a user event whose other roles went out) would repeat those roles: it is repaired
+by ``clever-relay sync --district ID``. Purge deletes entries
 for good. Each function takes an open client, so the console reuses the service's; the CLI
 opens one per command.
 """
@@ -27,6 +29,11 @@ if TYPE_CHECKING:
 
 PAGE = 500
 
+
+class PartialDeadLetterError(ValueError):
+    """A replay named a partial dead letter (the message says to run ``sync`` instead)."""
+
+
 _REPLAY_LUA = """
 local n = 0
 for _, id in ipairs(ARGV) do
@@ -34,7 +41,7 @@ for _, id in ipairs(ARGV) do
   if e then
     local f = {}
     for i = 1, #e[2], 2 do f[e[2][i]] = e[2][i + 1] end
-    if f['stage'] == 'translator' then
+    if f['stage'] == 'translator' and not f['partial'] then
       local ok, msg = pcall(cjson.decode, f['data'])
       if ok and type(msg) == 'table' and msg['type'] then
         redis.call('XADD', KEYS[2], '*', 'id', f['source'], 'type', msg['type'],
@@ -65,11 +72,13 @@ class RelayDeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     payload: str
     """``data`` (the normalized message) for the translator, ``raw`` (Clever's JSON) for the
     poller."""
+    partial: bool = False
+    """One role of a user event (the others went out): not replayable, a sync repairs it."""
 
     @property
     def replayable(self) -> bool:
-        """Only a translator dead letter is a valid event that can go through again."""
-        return self.stage == "translator"
+        """Only a whole translator dead letter is a valid event that can go through again."""
+        return self.stage == "translator" and not self.partial
 
     @property
     def at(self) -> float:
@@ -101,6 +110,7 @@ def parse_entry(entry_id: Any, raw: dict[Any, Any]) -> RelayDeadLetter:
         district=fields.get("district", ""),
         event_id=fields.get("source") or fields.get("id", ""),
         payload=fields.get("data" if stage == "translator" else "raw", ""),
+        partial="partial" in fields,
     )
 
 
@@ -168,12 +178,18 @@ async def replay(
 
     Args:
         entries: these entry ids; ``None`` means every translator dead letter. Poller dead
-            letters and unknown ids are left alone (not counted).
+            letters, partial ones (left for ``sync``) and unknown ids are left alone (not
+            counted).
+
+    Raises:
+        PartialDeadLetterError: ``entries`` names a partial dead letter (nothing is replayed).
     """
     keys = _keys(prefix)
     script = redis.register_script(_REPLAY_LUA)
     if entries is None:
         entries = [e.entry for e in await list_all(redis, keys) if e.replayable]
+    else:
+        await _refuse_partial(redis, keys, entries)
     total = 0
     for index, ids in _grouped(keys, entries).items():
         part = keys.partition(index)
@@ -181,6 +197,23 @@ async def replay(
             chunk = ids[start : start + PAGE]
             total += int(await script(keys=[part.deadletter, part.events], args=chunk))
     return total
+
+
+async def _refuse_partial(redis: aioredis.Redis, keys: Keys, entries: Sequence[str]) -> None:
+    """Raise before anything moves if ``entries`` names a partial dead letter."""
+    for entry in entries:
+        index, stream_id = _locate(keys, entry)
+        if index < 0:
+            continue
+        reply: Any = await redis.xrange(
+            keys.partition(index).deadletter, min=stream_id, max=stream_id
+        )
+        if reply and (letter := parse_entry(entry, reply[0][1])).partial:
+            raise PartialDeadLetterError(
+                f"dead letter {entry} is one role of a user event whose other roles went out: "
+                "replaying it would re-translate the whole event; run "
+                f"`clever-relay sync --district {letter.district}` instead, then purge it"
+            )
 
 
 async def purge(

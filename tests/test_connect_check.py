@@ -52,16 +52,17 @@ def readyz(port: int) -> int:
 
 
 def check(
-    tmp_path: Path, redis_url: str, base_url: str, tokens: dict[str, str]
+    tmp_path: Path, redis_url: str, base_url: str, tokens: dict[str, str], extra: str = ""
 ) -> tuple[int, str, str]:
-    """Run ``check-config --connect`` on a config naming ``redis_url``, ``base_url`` and tokens."""
+    """Run ``check-config --connect`` on a config naming ``redis_url``, ``base_url`` and tokens
+    (``extra``: more TOML at the end)."""
     districts = "".join(
         f'[[clever.districts]]\nid = "{d}"\ntoken = "{t}"\n' for d, t in tokens.items()
     )
     path = tmp_path / "relay.toml"
     path.write_text(
         f'[relay]\ncomponents = ["poller"]\n[redis]\nurl = "{redis_url}"\n'
-        f'[clever]\nbase_url = "{base_url}"\n{districts}'
+        f'[clever]\nbase_url = "{base_url}"\n{districts}{extra}'
     )
     result = subprocess.run(
         [sys.executable, "-m", "relay", "check-config", "--connect", "--config", str(path)],
@@ -102,6 +103,19 @@ class TestCheckConfigConnect:
             "clever ok: 1 of 2 district token(s) accepted",
             f"clever.districts[1] ({districts[1]}): token rejected by Clever (HTTP 401)\n",
         )
+
+    def test_connect_refused_discovery_credentials_is_one_line_exit_2(
+        self, tmp_path: Path, redis_server: RedisServer, simulator: tuple[str, list[str]]
+    ) -> None:
+        """A discovery client secret Clever refuses is one ``clever.discovery`` line; exit 2."""
+        base_url, districts = simulator
+        discovery = (
+            f'[clever.discovery]\nclient_id = "sim_client_id"\nclient_secret = "wrong"\n'
+            f'oauth_base_url = "{base_url}"\n'
+        )
+        tokens = {d: f"sim_{d}" for d in districts}
+        code, _, err = check(tmp_path, redis_server.url, base_url, tokens, discovery)
+        assert (code, err) == (2, "clever.discovery: client id/secret refused (HTTP 401)\n")
 
     def test_connect_redis_unreachable_is_one_line_exit_2(
         self, tmp_path: Path, simulator: tuple[str, list[str]]

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     Client = TestClient[web.Request, web.Application]
 
-TOKEN = "console-token-value-1234"
+TOKEN = "console-token-value-1234-0123456789abcdef"
 WEBHOOK_SECRET = "whsec_c2VjcmV0LXNpZ25pbmcta2V5LTEyMzQ1Ng=="
 DATA = '{"id":"65f1a2b3c4d5e6f7a8b9c0d1","type":"users.updated","data":{"object":{"id":"u1"}}}'
 
@@ -157,6 +157,21 @@ class TestAccess:
         assert response.status == 403
         assert await redis_client.xlen("cons:deadletter") == 1
         assert entry
+        # The refusal keeps the console's security headers.
+        assert (response.headers["X-Frame-Options"], response.headers["Cache-Control"]) == (
+            "DENY",
+            "no-store",
+        )
+
+    async def test_cookie_is_secure_behind_a_tls_proxy(self, client: Client) -> None:
+        """With ``X-Forwarded-Proto: https`` (a TLS-terminating proxy) the cookie is Secure."""
+        response = await client.post(
+            "/console/login",
+            data={"token": TOKEN, "who": "ada"},
+            headers={"X-Forwarded-Proto": "https"},
+            allow_redirects=False,
+        )
+        assert response.cookies["relay_console"]["secure"] is True
 
     async def test_pages_show_no_secret(self, client: Client) -> None:
         """No page shows the console token, a district token, a webhook secret or URL credential."""
@@ -378,3 +393,11 @@ class TestConfig:
         assert err.value.problems == [
             "http.console_token_env: variable CONSOLE_TEST_TOKEN is unset"
         ]
+
+    def test_short_console_token_is_refused(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A console token under 32 characters is a config problem (it guards purges)."""
+        monkeypatch.setenv("CONSOLE_TEST_TOKEN", "admin")
+        cfg = make_config("redis://127.0.0.1:6379/0")
+        with pytest.raises(ConfigError) as err:
+            cfg.http.resolve_console_token()
+        assert err.value.problems == ["http: console token too short (5 characters, at least 32)"]

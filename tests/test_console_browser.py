@@ -54,7 +54,7 @@ pytestmark = [
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
-TOKEN = "browser-console-token-0001"
+TOKEN = "browser-console-token-0001-0123456789abcdef"
 WAIT_S = 60.0
 DISTRICT_A = "6a0000000000000000000a01"
 DISTRICT_B = "6a0000000000000000000b02"

@@ -93,6 +93,25 @@ class TestDeadletterFunctions:
         left = await deadletters.list_all(redis_client, "dl")
         assert [(d.entry, d.stage, d.payload) for d in left] == [(poller.decode(), "poller", "{}")]
 
+    async def test_partial_dead_letter_is_refused_and_left_for_sync(
+        self, redis_client: aioredis.Redis
+    ) -> None:
+        """One role's dead letter: a named replay is refused (names sync); replay-all skips it."""
+        fields: Any = {**TRANSLATOR, "partial": "1"}
+        partial: Any = await redis_client.xadd("dl:deadletter", fields)
+        entry = partial.decode()
+        with pytest.raises(deadletters.PartialDeadLetterError) as refused:
+            await deadletters.replay(redis_client, "dl", [entry])
+        assert str(refused.value) == (
+            f"dead letter {entry} is one role of a user event whose other roles went out: "
+            "replaying it would re-translate the whole event; run "
+            "`clever-relay sync --district d1` instead, then purge it"
+        )
+        assert await deadletters.replay(redis_client, "dl") == 0
+        [left] = await deadletters.list_all(redis_client, "dl")
+        assert (left.entry, left.partial, left.replayable) == (entry, True, False)
+        assert await redis_client.xlen("dl:events") == 0
+
     async def test_purge_named_entries(self, redis_client: aioredis.Redis) -> None:
         """Purging named entries deletes exactly those."""
         ids: list[Any] = [await redis_client.xadd("dl:deadletter", POLLER) for _ in range(3)]  # type: ignore[arg-type]  # redis-py's mapping type is invariant

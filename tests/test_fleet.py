@@ -9,8 +9,10 @@ import pytest
 
 from relay.config import validate
 from relay.poller.fleet import discovery
+from relay.readmodel.sync import ORDER
 from relay.simulator import SimOptions, World, running_simulator
 from tests.fleet_support import (
+    KEYS,
     control_entries,
     entries_by_district,
     event_ids,
@@ -165,7 +167,8 @@ class TestReturnAfterRetention:
     async def test_back_after_retention_is_onboarded_again(
         self, redis_url: str, redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """Back after the retention window: old cursor dropped, synced again, polled after E0."""
+        """Back after the retention window: old cursor and stale sync dropped, synced again from a
+        new E0, polled after it."""
         monkeypatch.setattr(discovery, "RESUME_WITHIN_S", 0.0)
         world = World.generate(10, districts=2, events_per_district=10)
         district = world.districts[0]
@@ -178,6 +181,11 @@ class TestReturnAfterRetention:
                 left_at = district.feed.last_id
                 await sim_call("DELETE", f"{sim.base_url}/_sim/districts/{district.id}")
                 await wait_for(lambda: _removed(redis_client, 1))
+                # A stale sync left behind (as if it had stopped mid-run) must not be resumed.
+                sync_key = KEYS.read_model(district.id).sync
+                await redis_client.hset(sync_key, "event", str(first_e0))
+                for rt in ORDER:
+                    await redis_client.hset(sync_key, f"done:{rt}", "1")
                 district.generate(4)
                 second_e0 = district.feed.last_id
                 await sim_call("POST", f"{sim.base_url}/_sim/districts", {"id": district.id})

@@ -104,3 +104,26 @@ async def _translated(redis: aioredis.Redis, entries: int) -> bool:
     """True once the translator group has acknowledged ``entries`` entries and holds none."""
     groups: Any = await redis.xinfo_groups(KEYS.events)
     return bool(groups) and groups[0]["entries-read"] >= entries and groups[0]["pending"] == 0
+
+
+class TestOnboardingApiVersion:
+    async def test_onboarding_sync_reads_the_configured_api_version(
+        self, redis_url: str, redis_client: aioredis.Redis
+    ) -> None:
+        """With ``api_version = "v3.1"`` the onboarding snapshots are v3.1 users (lms_status)."""
+        world = World.generate(8, districts=1, events_per_district=20)
+        async with (
+            running_simulator(world, SimOptions()) as sim,
+            aiohttp.ClientSession() as session,
+        ):
+            tree = fleet_cfg(redis_url, sim.base_url)
+            tree["clever"]["api_version"] = "v3.1"
+            cfg = validate(tree)
+            poller = Poller(
+                health=Health(), cfg=cfg, redis=redis_client, session=session, keys=KEYS
+            )
+            async with _running(poller):
+                await wait_for(lambda: _onboarded(redis_client, 1))
+        stored: Any = await redis_client.hvals(KEYS.users(world.districts[0].id))
+        snapshots = [s for s in stored if s.startswith(b"{")]  # the others are snapshot times
+        assert [b'"lms_status"' in s for s in snapshots] == [True] * len(snapshots) != []

@@ -99,6 +99,20 @@ class TestTokensClient:
         base = await serve(handler)
         assert await _read(base) == {"d1": "t1", "d2": "t2", "d3": "t3"}
 
+    async def test_a_next_link_with_another_scheme_is_not_followed(self, serve: Any) -> None:
+        """A next link to the same host under another scheme never gets the credentials."""
+        base = ""
+
+        async def handler(request: web.Request) -> web.Response:
+            if request.query.get("page") == "2":
+                return web.json_response({"data": [_item("d2", "t2")], "links": []})
+            other = base.replace("http://", "https://", 1)
+            links = [{"rel": "next", "uri": f"{other}/oauth/tokens?page=2"}]
+            return web.json_response({"data": [_item("d1", "t1")], "links": links})
+
+        base = await serve(handler)
+        assert await _read(base) == {"d1": "t1"}
+
     async def test_a_next_link_that_loops_ends_the_walk(self, serve: Any) -> None:
         """A next link pointing back at the same page stops instead of looping forever."""
 
@@ -180,7 +194,27 @@ class TestRegistry:
         )
         assert phases == {"early": "onboarding", "late": "onboarding"}
         assert (await registry.read("late"))["old_cursor"] == "6b0000000000000000000002"
+        assert (await registry.read("early"))["reonboard"] == "1"  # a stale sync's state goes
         assert await registry.known() == ["early", "late"]
+
+    async def test_return_after_retention_takes_the_configured_phase_and_drops_the_cursor(
+        self, redis_client: aioredis.Redis
+    ) -> None:
+        """With ``onboard`` latest/earliest a district back after retention skips the sync."""
+        registry = Registry(redis_client, KEYS, events_maxlen=1000)
+        await registry.seen(["d"], initial="polling", read_started=0.0, retention_s=60)
+        await redis_client.set(KEYS.cursor("d"), "6b0000000000000000000004")
+        await registry.remove("d", "gone")
+        await redis_client.hset(KEYS.fleet("d"), "removed_at", repr(time.time() - 120))
+        phases = await registry.seen(
+            ["d"], initial="polling", read_started=time.time() + 1, retention_s=60
+        )
+        state = await registry.read("d")
+        assert (phases, state["old_cursor"], state["reonboard"]) == (
+            {"d": "polling"},
+            "6b0000000000000000000004",
+            "1",
+        )
 
     async def test_a_new_district_with_a_cursor_polls_without_onboarding(
         self, redis_client: aioredis.Redis

@@ -366,6 +366,30 @@ class TestTranslator:
             "students.created"
         ]
 
+    async def test_translator_marks_a_one_role_dead_letter_partial(
+        self, redis_client: aioredis.Redis, redis_url: str, make: Callable[..., Translator]
+    ) -> None:
+        """A teacher role lacking legacy_id is dead-lettered alone (partial); staff goes out."""
+        cfg = test_cfg(redis_url)
+        roles = {
+            "teacher": {"school": "sch1", "schools": ["sch1"]},
+            "staff": {"legacy_id": object_id(0x9999), "schools": ["sch1"]},
+        }
+        raw = event("users.created", user(object_id(0x9001), DISTRICT_A, roles=roles))
+        [sid] = await publish(redis_client, DISTRICT_A, [raw])
+        async with running(make(cfg)):
+            await eventually(lambda: drained(redis_client), what="drained")
+        [letter] = await stream_entries(redis_client, KEYS.deadletter)
+        streams = await legacy_streams(redis_client)
+        assert (letter["reason"], letter["entry"], letter["partial"]) == (
+            "missing_legacy_id",
+            sid,
+            "1",
+        )
+        assert {rt: [e["type"] for e in evs] for rt, evs in streams.items()} == {
+            "schooladmins": ["schooladmins.created"]
+        }
+
     async def test_translator_section_waits_for_a_failed_teacher_lookup(
         self, redis_client: aioredis.Redis, redis_url: str, make: Callable[..., Translator]
     ) -> None:

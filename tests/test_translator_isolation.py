@@ -20,18 +20,25 @@ from relay.config import validate
 from relay.health import Health
 from relay.simulator import SimOptions, World, running_simulator
 from relay.simulator.faults import FaultsPatch
-from relay.translate.ids import legacy_prefix
+from relay.translate.ids import legacy_id, legacy_prefix
 from relay.translator.consumer import Translator
 from tests.test_translator_e2e import pipeline_cfg
 from tests.test_translator_helpers import (
+    DISTRICT_A,
+    DISTRICT_B,
     KEYS,
     drained,
+    event,
     eventually,
     expected_streams,
     legacy_streams,
     messages_of,
+    object_id,
+    publish,
     publish_raw,
+    student,
     teacher_ids_from_clever,
+    test_cfg,
 )
 
 if TYPE_CHECKING:
@@ -167,6 +174,24 @@ async def assert_exact(
         assert [e["id"] for e in entries] == sorted(e["id"] for e in entries)
 
 
+async def held_count(redis: aioredis.Redis, n: int) -> bool:
+    """True once exactly ``n`` entries are held back."""
+    return int(await redis.hlen(KEYS.translator_held)) == n
+
+
+async def keep_publishing(redis: aioredis.Redis, district: str, stop: asyncio.Event) -> None:
+    """Publish students of ``district`` in bursts of 200 (faster than batches of 10 are written)
+    until ``stop`` is set (not cancelled: a cancelled pipeline leaves its connection hanging)."""
+    for burst in itertools.count():
+        if stop.is_set():
+            return
+        ids = range(burst * 200, (burst + 1) * 200)
+        await publish(
+            redis, district, [event("users.created", student(object_id(n), district)) for n in ids]
+        )
+        await asyncio.sleep(0)
+
+
 class TestDistrictIsolation:
     """A failing district is held alone."""
 
@@ -207,3 +232,69 @@ class TestDistrictIsolation:
             async with translating(make_translator(cfg, redis_client, session, "t2")):
                 await eventually(lambda: drained(redis_client), timeout_s=60, what="drained")
             await assert_exact(redis_client, sim, session, held)
+
+    async def test_held_district_out_of_release_ids_waits_for_the_position_to_move(
+        self, redis_client: aioredis.Redis, redis_url: str
+    ) -> None:
+        """With no release ids left at the position, other entries still flow, then it releases."""
+        cfg = test_cfg(redis_url)
+        first = await publish(
+            redis_client,
+            DISTRICT_A,
+            [event("users.created", student(object_id(n), DISTRICT_A)) for n in (1, 2)],
+        )
+        await publish(
+            redis_client, DISTRICT_B, [event("users.created", student(object_id(3), DISTRICT_B))]
+        )
+        async with aiohttp.ClientSession() as session:
+            async with translating(make_translator(cfg, redis_client, session, "t1")):
+                await eventually(lambda: drained(redis_client), what="drained")
+            # Set A's two entries aside as held and spend the ids left at the position.
+            position = (await messages_of(redis_client))[-1][0]
+            await redis_client.hset(KEYS.translator_held, mapping=dict.fromkeys(first, DISTRICT_A))
+            await redis_client.set(KEYS.translator_emitted, f"{legacy_prefix(position)}ffd0")
+            [later] = await publish(
+                redis_client,
+                DISTRICT_B,
+                [event("users.created", student(object_id(4), DISTRICT_B))],
+            )
+            async with translating(make_translator(cfg, redis_client, session, "t2")):
+                await eventually(lambda: drained(redis_client), what="drained")
+        tail = (await legacy_streams(redis_client))["students"][-3:]
+        assert [(e["district"], e["id"]) for e in tail] == [
+            (DISTRICT_B, legacy_id(later, 0)),
+            (DISTRICT_A, f"{legacy_prefix(later)}8000"),
+            (DISTRICT_A, f"{legacy_prefix(later)}8001"),
+        ]
+
+    async def test_due_held_district_is_retried_while_other_entries_keep_coming(
+        self, redis_client: aioredis.Redis, redis_url: str
+    ) -> None:
+        """A steady flow of another district's entries does not delay held retries to the sweep."""
+        world = World.generate(23, districts=2, events_per_district=40)
+        held, other = world.districts[0].id, world.districts[1].id
+        async with (
+            running_simulator(world, SimOptions(rate_limit=0)) as sim,
+            aiohttp.ClientSession() as session,
+        ):
+            cfg = validate(
+                pipeline_cfg(
+                    redis_url, sim, batch_size=10, max_deliveries=1_000_000, claim_idle_ms=600_000
+                )
+            )
+            sim.set_faults(FaultsPatch(fail_rate=1.0, districts=[held]))
+            async with translating(make_translator(cfg, redis_client, session, "t1")):
+                await publish_raw(redis_client, [(held, e) for e in feeds(world)[held][:3]])
+                await eventually(
+                    lambda: held_count(redis_client, 3), timeout_s=60, what="district held"
+                )
+                sim.set_faults(FaultsPatch(fail_rate=0.0, districts=[]))
+                stop = asyncio.Event()
+                flowing = asyncio.create_task(keep_publishing(redis_client, other, stop))
+                try:
+                    await eventually(
+                        lambda: held_count(redis_client, 0), timeout_s=60, what="released"
+                    )
+                finally:
+                    stop.set()
+                    await flowing

@@ -96,15 +96,16 @@ async def get(client: TestClient[Any, Any], path: str) -> tuple[int, Any]:
 
 
 async def walk(client: TestClient[Any, Any], path: str) -> list[dict[str, Any]]:
-    """Follow ``next`` links to the first empty page; the events in order."""
+    """Follow ``next`` links to the first empty page (at most 100 pages); the events in order."""
     found: list[dict[str, Any]] = []
-    while True:
+    for _ in range(100):
         status, body = await get(client, path)
         assert status == 200, body
         if not body["data"]:
             return found
         found += [item["data"] for item in body["data"]]
         path = next(link["uri"] for link in body["links"] if link["rel"] == "next")
+    raise AssertionError(f"paging did not end: {found[:3]} ...")
 
 
 class TestStreamIds:
@@ -275,3 +276,24 @@ class TestMigratingConsumer:
         )
         filtered = f"/v2.1/events?record_type=students&starting_after={self.CLEVER_2025}"
         assert await walk(client, filtered) == [events[1], events[7]]
+
+    async def test_pages_walk_forward_over_ids_of_the_old_layout(
+        self, redis_client: aioredis.Redis, client: TestClient[Any, Any]
+    ) -> None:
+        """Events written before the id layout changed (ms, seq, index) page forward to new ones."""
+        writer = ReadModelWriter(redis_client)
+        old: list[dict[str, Any]] = []
+        for k, (rt, etype, obj) in enumerate(EVENTS[:2]):
+            old_id = f"{1_733_000_000_000:012x}{0:08x}{k:04x}"  # as the old writer named them
+            legacy = LegacyOut(rt, etype, msgspec.Raw(msgspec.json.encode(obj)))
+            data = encode_legacy_event(legacy, old_id, CREATED)
+            op = event_op(legacy, prefix=PREFIX, district=DISTRICT, legacy_id=old_id, data=data)
+            op[8] = f"1733000000000-{k}"  # the old writer's entry id
+            await writer.apply([op])
+            old.append(msgspec.json.decode(data))
+        new = await write_events(redis_client, EVENTS[2:4])
+        assert await walk(client, "/v2.1/events?limit=1") == old + new
+        first = old[0]["id"]
+        assert await walk(client, f"/v2.1/events?starting_after={first}") == old[1:] + new
+        status, body = await get(client, f"/v2.1/events/{old[1]['id']}")
+        assert (status, body["data"]) == (200, old[1])

@@ -200,15 +200,28 @@ class HttpSection(Section, frozen=True):
         """The console's sign-in token.
 
         Raises:
-            ConfigError: the variable is unset or the file unreadable (naming the key only).
+            ConfigError: the variable is unset, the file unreadable (naming the key only), or the
+                token shorter than :data:`MIN_CONSOLE_TOKEN_LENGTH` (like v2 keys).
         """
-        return read_secret(
+        token = read_secret(
             "http",
             inline=None,
             env=self.console_token_env,
             file=self.console_token_file,
             names=("console_token_env", "console_token_file"),
         )
+        if len(token) < MIN_CONSOLE_TOKEN_LENGTH:  # it can purge dead letters: no guessable one
+            raise ConfigError(
+                [
+                    f"http: console token too short ({len(token)} characters, at least "
+                    f"{MIN_CONSOLE_TOKEN_LENGTH})"
+                ]
+            )
+        return token
+
+
+MIN_CONSOLE_TOKEN_LENGTH = 32
+"""The console token's minimum length, as for v2 API keys (docs/console.md)."""
 
 
 class LogSection(Section, frozen=True):

@@ -101,7 +101,9 @@ class Console:
             if post:
                 form = await request.post()
                 if not self.auth.csrf_ok(session, str(form.get("csrf", ""))):
-                    raise web.HTTPForbidden(text="missing or wrong CSRF token")
+                    raise web.HTTPForbidden(
+                        text="missing or wrong CSRF token", headers=SECURITY_HEADERS
+                    )
             return await self._headers(page(self, request, session))
 
         return handler

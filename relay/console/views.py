@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from relay import deadletters
 from relay.console import actions, fleet, pipeline
 from relay.console.auth import COOKIE, SESSION_TTL_S, Session
 from relay.logs import get_logger
@@ -71,7 +72,8 @@ async def login(console: Console, request: web.Request) -> web.StreamResponse:
         max_age=int(SESSION_TTL_S),
         httponly=True,
         samesite="Strict",
-        secure=request.secure,
+        # Behind a TLS-terminating proxy (docs/console.md); a forged header only makes it stricter.
+        secure=request.secure or request.headers.get("X-Forwarded-Proto") == "https",
     )
     raise response
 
@@ -220,7 +222,12 @@ async def apply_letters(
     action = str(form.get("action", ""))
     entries = None if form.get("scope") == "all" else [str(e) for e in form.getall("entries", [])]
     if action == "replay":
-        done = await actions.replay(console.redis, console.cfg, source, entries)
+        try:
+            done = await actions.replay(console.redis, console.cfg, source, entries)
+        except (
+            deadletters.PartialDeadLetterError
+        ) as exc:  # a partial dead letter: the text says to run a sync
+            raise web.HTTPBadRequest(text=str(exc)) from exc
     elif action == "purge":
         done = await actions.purge(console.redis, console.cfg, source, entries)
     else:

@@ -136,6 +136,9 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if exc.status < 400:
             raise
         response = _error(request, exc.status, exc.reason.lower())
+        if request.path.startswith("/console"):  # keep the console's security headers
+            for name, value in exc.headers.items():
+                response.headers.setdefault(name, value)
         if isinstance(exc, web.HTTPMethodNotAllowed):
             response.headers["Allow"] = ",".join(sorted(exc.allowed_methods))
         return response

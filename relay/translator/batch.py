@@ -101,6 +101,8 @@ class Outcome:
     """District → (entry id, reason) of each district whose entry failed in this batch."""
     held: list[tuple[str, str]] = field(default_factory=list)
     """(district, entry id) of every entry set aside in this batch, in stream order."""
+    deferred: set[str] = field(default_factory=set)
+    """Districts re-held because no release ids were left at the position (not a failure)."""
     translated: Counter[str] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)
     dead: Counter[str] = field(default_factory=Counter)
@@ -266,6 +268,7 @@ class BatchTranslator:
                 continue
             if release_at is not None and not self.holds.can_release(release_at):
                 # No ids left at this position: the rest waits until other entries move it.
+                outcome.deferred.add(district)
                 blocked.add(district)
                 self._hold(outcome, entry, district)
                 continue
@@ -296,6 +299,8 @@ class BatchTranslator:
             )
         for district, sid in outcome.held:
             holds.add(district, sid)
+        for district in outcome.deferred:
+            holds.defer(district, holds.base_s)
         for district, (sid, reason) in outcome.waits.items():
             delay = holds.failed(district, reason)
             log.warning(
@@ -455,11 +460,18 @@ class BatchTranslator:
     def _dead_roles(
         outcome: Outcome, entry: Entry, msg: EventMessage, dead: list[tuple[str, str]]
     ) -> None:
-        """Dead-letter each role that cannot be translated (the detail names the role)."""
+        """Dead-letter each role that cannot be translated (the detail names the role), marked
+        partial: the user's other roles went out, so replaying the whole event would repeat them
+        (a sync repairs the role instead)."""
         data = (entry.fields or {}).get(b"data", b"")
         for reason, detail in dead:
             outcome.write.dead_letter(
-                reason=reason, detail=detail, district=msg.district, source=msg.id, data=data
+                reason=reason,
+                detail=detail,
+                district=msg.district,
+                source=msg.id,
+                data=data,
+                partial=True,
             )
             outcome.dead[reason] += 1
 

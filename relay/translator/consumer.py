@@ -421,6 +421,7 @@ class Translator:
             and self._pending_count is None
             and not stop.is_set()
             and time.monotonic() < self._next_sweep
+            and self.holds.due() is None  # a due held district is retried next, not after it
         )
         if steady:
             await self._read_ahead(value)

@@ -20,6 +20,10 @@ ids from the stored position ``P`` (the newest entry written) with the index par
 up: ``P``'s own legacy events use small indexes and the next entry's ids start above ``P``, so
 the released ids fall in between, in release order, and continue after the last one handed out
 at ``P``. Each id is still written once (the held hash says the entry is not written yet).
+
+When no ids are left at ``P``, or after a partial release, the district is *deferred*: its retry
+waits a moment without counting a failed attempt, so normal reads run in between and move ``P``
+(retrying at once would retry at the same ``P`` forever and stall every district).
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ RELEASE_FIRST_INDEX = 0x8000
 """Released entries' legacy ids use indexes from here up (an entry's own stay far below)."""
 RELEASE_MARGIN = 64
 """Free indexes needed before releasing one more entry (more than one event ever makes)."""
+RELEASE_PAUSE_S = 0.05
+"""Pause between two release batches of one district, so normal reads can move the position."""
 
 
 @dataclass
@@ -139,6 +145,14 @@ class Holds:
         held.backoff.reset()
         if not held.ids:
             del self.districts[district]
+        else:
+            self.defer(district, RELEASE_PAUSE_S)
+
+    def defer(self, district: str, delay_s: float) -> None:
+        """Retry the district after ``delay_s`` without counting an attempt (nothing failed)."""
+        held = self.districts.get(district)
+        if held is not None:
+            held.retry_at = max(held.retry_at, time.monotonic() + delay_s)
 
     def due(self) -> str | None:
         """A held district whose retry time has come (the one waiting longest), or None."""

@@ -55,7 +55,8 @@ FENCED = -1
 #     'U' k uid json at                    HSET KEYS[k] uid json uid:at at (a user snapshot and
 #                                          the time it reflects, see seed_snapshots)
 #     'D' k field                          HDEL KEYS[k] field
-#     'L' reason detail district source data   XADD <p>:deadletter (this source entry)
+#     'L' reason detail district source data partial   XADD <p>:deadletter (this source
+#                                          entry; partial '1': one role of it, the rest went out)
 #     'V' <12 fields>                       the v2 read model's write of one legacy event
 #                                          (relay.readmodel.writer.event_op; rm_apply); its
 #                                          event JSON is the preceding X's, by index
@@ -121,11 +122,12 @@ while i <= n do
       i = i + 3
     elseif op == 'L' then
       if fresh then
-        redis.call('XADD', KEYS[4], 'MAXLEN', '~', dl_max, '*', 'stage', 'translator',
-          'reason', ops[i + 1], 'detail', ops[i + 2], 'district', ops[i + 3],
-          'source', ops[i + 4], 'entry', sid, 'data', ops[i + 5])
+        local f = {'stage', 'translator', 'reason', ops[i + 1], 'detail', ops[i + 2],
+          'district', ops[i + 3], 'source', ops[i + 4], 'entry', sid, 'data', ops[i + 5]}
+        if ops[i + 6] ~= '' then f[#f + 1] = 'partial'; f[#f + 1] = ops[i + 6] end
+        redis.call('XADD', KEYS[4], 'MAXLEN', '~', dl_max, '*', unpack(f))
       end
-      i = i + 6
+      i = i + 7
     elseif op == 'V' then
       if fresh then rm_apply(ops, i, legacy_max) end
       i = i + 13
@@ -293,10 +295,18 @@ class BatchWrite:
         self._op("H", self.key(self.keys.teachers(district)), user_id, legacy_id)
 
     def dead_letter(
-        self, *, reason: str, detail: str, district: str, source: str, data: bytes
+        self,
+        *,
+        reason: str,
+        detail: str,
+        district: str,
+        source: str,
+        data: bytes,
+        partial: bool = False,
     ) -> None:
-        """Send the current source entry to ``<p>:deadletter`` instead of translating it."""
-        self._op("L", reason, detail, district, source, msgpack_str(data))
+        """Send the current source entry to ``<p>:deadletter`` instead of translating it
+        (``partial``: only one role of it; the entry gets ``partial 1`` and is not replayable)."""
+        self._op("L", reason, detail, district, source, msgpack_str(data), "1" if partial else "")
 
     def hold(self, district: str) -> None:
         """Set the current entry aside in the held hash (its district is held back)."""

@@ -30,7 +30,8 @@ from relay.errors import CleverAuthError, Stopped
 from relay.logs import get_logger
 from relay.poller.fleet.registry import ONBOARDING, POLLING
 from relay.poller.publish import Batch
-from relay.readmodel.sync import DistrictSync
+from relay.readmodel.sync import V2_TYPES_ALL, DistrictSync
+from relay.redis.keys import Keys
 from relay.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
@@ -105,16 +106,17 @@ class Onboarding:
                 this again.
         """
         state = await self.registry.read(poller.id)
+        while state.get("phase") not in (ONBOARDING, POLLING):
+            # Removed (or its fleet hash deleted): polling from the feed's start would publish
+            # its history without a sync; wait until the list brings it back or it is stopped.
+            await self._park(poller)
+            state = await self.registry.read(poller.id)
+        if "old_cursor" in state or "reonboard" in state:
+            await self._forget_old(poller, state.get("old_cursor"))
         if state.get("phase") != ONBOARDING:
             return False
         poller.phase = ONBOARDING
         poller.state = "onboarding"
-        old = state.get("old_cursor")
-        if old is not None:
-            if await poller.publisher.read_cursor(poller.id) == old:
-                poller.cursor = old
-                await poller.publish(Batch(expected=old, new_cursor=None))
-            await self.registry.clear_old_cursor(poller.id)
         log.info("district_onboarding", district=poller.id)
         await self._wait_for_slot(poller)
         try:
@@ -128,6 +130,27 @@ class Onboarding:
         self.progress.pop(poller.id, None)
         log.info("district_onboarded", district=poller.id, cursor=cursor, counts=counts)
         return True
+
+    async def _forget_old(self, poller: OnboardingDistrict, old: str | None) -> None:
+        """A district back after leaving: drop its old cursor (outside the retention now, or
+        before an unfinished onboarding) and a stale sync's state, so it starts afresh."""
+        if old is not None and await poller.publisher.read_cursor(poller.id) == old:
+            poller.cursor = old
+            await poller.publish(Batch(expected=old, new_cursor=None))
+        rk = Keys(self.cfg.redis.prefix).read_model(poller.id)
+        await self.redis.delete(rk.sync, *(rk.sync_seen(rt) for rt in V2_TYPES_ALL))
+        await self.registry.clear_old_cursor(poller.id)
+
+    async def _park(self, poller: OnboardingDistrict) -> None:
+        """Wait one progress period, ticking health.
+
+        Raises:
+            Stopped: the poller was asked to stop.
+        """
+        poller.health.tick(poller.name)
+        if poller.stopping():
+            raise Stopped("stop requested while removed")
+        await asyncio.sleep(PROGRESS_EVERY_S)
 
     async def _wait_for_slot(self, poller: OnboardingDistrict) -> None:
         """Take an onboarding slot, ticking the district's health while waiting (a long queue
@@ -157,6 +180,7 @@ class Onboarding:
             token=poller.token,
             timeout_s=c.request_timeout_s,
             rate_limit_reserve=c.rate_limit_reserve,
+            api_version=c.api_version,
         )
         sync = DistrictSync(cfg=self.cfg, redis=self.redis, client=client, district=poller.id)
         self.progress[poller.id] = sync.counts

@@ -51,9 +51,10 @@ for n = 1, (#KEYS - 1) / 2 do
       local expired = tonumber(ARGV[3]) - removed_at > tonumber(ARGV[4])
       local unfinished = ARGV[1] == 'onboarding' and not redis.call('HGET', fleet, 'onboarded_at')
       if expired or unfinished then
-        phase = 'onboarding'
+        if expired then phase = ARGV[1] else phase = 'onboarding' end
         local old = redis.call('GET', cursor)
         if old then redis.call('HSET', fleet, 'old_cursor', old) end
+        redis.call('HSET', fleet, 'reonboard', '1')
       else
         phase = 'polling'
       end
@@ -114,7 +115,8 @@ class Registry:
 
         New districts get ``initial`` (``onboarding`` or ``polling``; ``polling`` when a cursor
         is stored already). A removed district comes back as ``polling`` (resumes from its
-        cursor) within ``retention_s`` of its removal, else as ``onboarding``, and also as
+        cursor) within ``retention_s`` of its removal, else as ``initial`` with its old cursor
+        and any stale sync state to drop (``old_cursor``, ``reonboard``), and also as
         ``onboarding`` when it left before its onboarding finished; a read that began before
         the removal cannot bring it back. Returns every district's phase now.
         """
@@ -220,8 +222,8 @@ class Registry:
         )
 
     async def clear_old_cursor(self, district: str) -> None:
-        """Forget the cursor to drop once it has been dropped."""
-        await self.redis.hdel(self.keys.fleet(district), "old_cursor")
+        """Forget the cursor and sync state to drop once they have been dropped."""
+        await self.redis.hdel(self.keys.fleet(district), "old_cursor", "reonboard")
 
 
 def _text(value: object) -> str:

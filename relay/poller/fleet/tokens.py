@@ -122,7 +122,8 @@ class TokensClient:
         for link in links:
             if link.rel == "next":
                 target = urljoin(current, link.uri)
-                if urlsplit(target).netloc == urlsplit(self.base_url).netloc:
+                # Same scheme and host: the credentials never go over a downgraded link.
+                if urlsplit(target)[:2] == urlsplit(self.base_url)[:2]:
                     return target
         return None
 
