@@ -447,8 +447,12 @@ class Translator:
             log.warning("dead_lettered", stage="translator", reason=reason, count=n)
 
     async def _update_gauges(self) -> None:
-        """Group lag and pending for /metrics, at most every few seconds and only when idle."""
-        if time.monotonic() < self._next_gauges:
+        """Group lag and pending for /metrics, at most every few seconds and only when idle.
+
+        With partitions each partition's translator sees only its own group, so none of them
+        sets these process-wide gauges: the ops server's scrape sets them to the sum over every
+        partition (:mod:`relay.ops.status`)."""
+        if self.cfg.redis.partitions > 1 or time.monotonic() < self._next_gauges:
             return
         self._next_gauges = time.monotonic() + GAUGE_INTERVAL_S
         for info in await self.reader.redis.xinfo_groups(self.reader.stream):
