@@ -7,6 +7,7 @@ objects the project's pure mapping makes of the simulator's current v3 records.
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -128,11 +129,12 @@ def world() -> World:
     return World.generate(7, districts=2, events_per_district=300)
 
 
-@pytest.fixture
-async def served(
+@contextlib.asynccontextmanager
+async def serving(
     world: World, redis_client: aioredis.Redis, redis_url: str, aiohttp_client: Any
 ) -> AsyncIterator[Served]:
-    """The simulator serving ``world``, a completed sync, and the v2 routes on the ops app."""
+    """The simulator serving ``world``, a completed sync, and the v2 routes on the ops app
+    (the ``served`` fixture of this module and of the ``/v2.0`` tests)."""
     async with running_simulator(world, SimOptions(rate_limit=0)) as sim:
         cfg = make_cfg(redis_url, sim)
         assert await run_sync(cfg, None, progress=False) == 0
@@ -145,6 +147,15 @@ async def served(
         )
         add_routes(app, cfg=cfg, redis=redis_client, keys=Keys(PREFIX))
         yield Served(await aiohttp_client(app), sim, cfg)
+
+
+@pytest.fixture
+async def served(
+    world: World, redis_client: aioredis.Redis, redis_url: str, aiohttp_client: Any
+) -> AsyncIterator[Served]:
+    """A synced relay's v2 API for this module's ``world``."""
+    async with serving(world, redis_client, redis_url, aiohttp_client) as served:
+        yield served
 
 
 class TestV2Collections:

@@ -17,16 +17,15 @@ from relay.config import validate
 from relay.health import Health
 from relay.ops.server import build_app
 from relay.ops.status import StatusSource
-from relay.readmodel.sync import run_sync
 from relay.readmodel.writer import ReadModelWriter, event_op
 from relay.redis.keys import Keys
-from relay.simulator import SimOptions, World, running_simulator
+from relay.simulator import World
 from relay.translate.rules import LegacyOut, encode_legacy_event
 from relay.v2api.records import PATHS, RELATIONS, URL_OF
 from relay.v2api.server import add_routes
 from relay.v2api.v20 import FIELDS, convert, convert_event
 from tests.swagger import errors, load_spec
-from tests.test_v2api import DEFINITIONS, Served, expected_model, make_cfg, v2_key
+from tests.test_v2api import DEFINITIONS, Served, expected_model, serving, v2_key
 from tests.test_v2api_events import lid
 
 if TYPE_CHECKING:
@@ -307,19 +306,9 @@ def world() -> World:
 async def served(
     world: World, redis_client: aioredis.Redis, redis_url: str, aiohttp_client: Any
 ) -> AsyncIterator[Served]:
-    """The simulator serving ``world``, a completed sync, and the v2 routes on the ops app."""
-    async with running_simulator(world, SimOptions(rate_limit=0)) as sim:
-        cfg = make_cfg(redis_url, sim)
-        assert await run_sync(cfg, None, progress=False) == 0
-        health = Health()
-        app = build_app(
-            cfg=cfg,
-            redis=redis_client,
-            health=health,
-            status=StatusSource(cfg=cfg, redis=redis_client, health=health),
-        )
-        add_routes(app, cfg=cfg, redis=redis_client, keys=Keys(PREFIX))
-        yield Served(await aiohttp_client(app), sim, cfg)
+    """A synced relay's v2 API for this module's ``world`` (``/v2.0`` and ``/v2.1``)."""
+    async with serving(world, redis_client, redis_url, aiohttp_client) as served:
+        yield served
 
 
 class TestSyncedDistrict:
